@@ -1,0 +1,250 @@
+"""The ``tcupgan`` command: parse arguments, call one library function, report.
+
+Expected failures (:class:`~tcupgan.errors.TcupganError`) print one line saying what to do and exit 2;
+``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from tcupgan.errors import TcupganError
+
+log = logging.getLogger("tcupgan")
+
+_EPILOG = """examples:
+  tcupgan synth fatchecker --out demo.zarr --n 10 --seed 0
+  tcupgan info demo.zarr
+  tcupgan ingest brats data/BraTS2023 --store brats.zarr
+  tcupgan export demo.zarr fatchecker-s0-0000 --to cube.nii.gz --what label
+  tcupgan fit --config configs/demo.yaml
+"""
+
+
+def _formatter(prog: str) -> argparse.HelpFormatter:
+    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
+
+
+def _add(sub, name: str, help: str, example: str, func: Callable) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        name, help=help, description=f"{help}\n\nexample:\n  {example}", formatter_class=_formatter
+    )
+    p.set_defaults(func=func)
+    return p
+
+
+# ------------------------------------------------------------------------------------------ commands
+def cmd_info(args: argparse.Namespace) -> None:
+    from tcupgan.data import CubeStore
+
+    store = CubeStore(args.store)
+    print(f"{store.path}: task={store.task} channels={store.channel_names} classes={store.class_names}")
+    rows = store.summary()
+    for row in rows:
+        shape = "x".join(str(s) for s in row["shape"])
+        print(f"  {row['cube']:<32} {shape:<18} {row['split']:<6} {', '.join(row['arrays'])}")
+    counts = {s: sum(r["split"] == s for r in rows) for s in ("train", "val", "test")}
+    print(f"{len(rows)} cube(s): " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+
+
+def cmd_synth(args: argparse.Namespace) -> None:
+    from tcupgan.data import synthesize
+
+    report = synthesize(
+        args.family,
+        args.out,
+        n=args.n,
+        seed=args.seed,
+        shift=args.shift,
+        shape=args.shape,
+        overwrite=args.overwrite,
+    )
+    print(f"{args.out}: {report}")
+
+
+def cmd_ingest_brats(args: argparse.Namespace) -> None:
+    from tcupgan.data import ingest_brats
+
+    report = ingest_brats(
+        args.src, args.store, allow_missing=args.allow_missing, overwrite=args.overwrite, split=args.split
+    )
+    print(f"{args.store}: {report}")
+
+
+def cmd_ingest_tiff(args: argparse.Namespace) -> None:
+    from tcupgan.data import ingest_tiff
+
+    report = ingest_tiff(
+        args.images, args.store, labels=args.labels, spacing=args.spacing, names=args.names,
+        label_mode=args.label_mode, overwrite=args.overwrite, split=args.split,
+    )  # fmt: skip
+    print(f"{args.store}: {report}")
+
+
+def cmd_ingest_images(args: argparse.Namespace) -> None:
+    from tcupgan.data import ingest_images
+
+    report = ingest_images(
+        args.images, args.store, masks=args.masks, names=args.names, label_mode=args.label_mode,
+        pixel_scale=args.pixel_scale, overwrite=args.overwrite, split=args.split,
+    )  # fmt: skip
+    print(f"{args.store}: {report}")
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from tcupgan.data import export_cube
+
+    path = export_cube(args.store, args.cube, args.to, what=args.what, channel=args.channel)
+    print(f"wrote {path}")
+
+
+def cmd_show(args: argparse.Namespace) -> None:
+    from tcupgan.data import CubeStore
+    from tcupgan.viz import show_cube
+
+    print(f"wrote {show_cube(CubeStore(args.store), args.cube, args.out, args.slices)}")
+
+
+def cmd_fit(argv: Sequence[str]) -> None:
+    from tcupgan.training.cli import run_fit
+
+    run_fit(list(argv))
+
+
+# ------------------------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tcupgan",
+        description="TCuP-GAN segmentation of image cubes with a Zooniverse volunteer loop.",
+        epilog=_EPILOG,
+        formatter_class=_formatter,
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = _add(
+        sub,
+        "info",
+        "List the cubes of a store with shapes, splits and arrays.",
+        "tcupgan info demo.zarr",
+        cmd_info,
+    )
+    p.add_argument("store", help="path of the cube store")
+
+    p = _add(
+        sub, "synth", "Write deterministic synthetic cubes with ground truth into a store.",
+        "tcupgan synth fatchecker --out demo.zarr --n 10 --seed 0", cmd_synth,
+    )  # fmt: skip
+    p.add_argument("family", choices=["fatchecker", "brats", "galaxy", "kelp"], help="scene family")
+    p.add_argument("--out", required=True, help="store to create or extend")
+    p.add_argument("--n", type=int, default=10, help="number of cubes (default 10)")
+    p.add_argument("--seed", type=int, default=0, help="random seed; same seed, same cubes (default 0)")
+    p.add_argument(
+        "--shift", action="store_true", help="domain-shifted variant (contrast, blur, noise, sizes)"
+    )
+    p.add_argument("--shape", type=int, nargs=3, metavar=("D", "H", "W"), help="cube size (family default)")
+    p.add_argument("--overwrite", action="store_true", help="replace cubes that already exist")
+
+    ingest = sub.add_parser("ingest", help="Ingest BraTS NIfTI, TIFF stacks or 2D images into a store.")
+    isub = ingest.add_subparsers(dest="source", metavar="SOURCE", required=True)
+    p = _add(
+        isub, "brats", "Ingest BraTS case folders (<case>/<case>-t1c.nii.gz, -t1n, -t2f, -t2w, -seg).",
+        "tcupgan ingest brats data/BraTS2023-GLI --store brats.zarr", cmd_ingest_brats,
+    )  # fmt: skip
+    p.add_argument("src", help="folder of case folders (or one case folder)")
+    p.add_argument("--allow-missing", action="store_true", help="fill missing modalities with zeros")
+    _common_ingest(p)
+    p = _add(
+        isub, "tiff", "Ingest EM stacks: multi-page TIFF files or folders of slice images, with labels.",
+        "tcupgan ingest tiff cell1.tif --labels cell1_lipid.tif --spacing 50 5 5 --store em.zarr",
+        cmd_ingest_tiff,
+    )  # fmt: skip
+    p.add_argument("images", nargs="+", help="TIFF stacks or folders of slices")
+    p.add_argument("--labels", nargs="+", help="label stacks, one per image, same order")
+    p.add_argument(
+        "--spacing", type=float, nargs=3, default=(1.0, 1.0, 1.0), metavar=("Z", "Y", "X"),
+        help="voxel size (z y x), e.g. 50 5 5 nm for serial-section EM",
+    )  # fmt: skip
+    _common_ingest(p, names=True, label_mode=True)
+    p = _add(
+        isub, "images", "Ingest 2D images (PNG/JPEG/TIFF, RGB or multi-band) with optional masks.",
+        "tcupgan ingest images tiles/*.jpg --masks masks/*.png --store kelp.zarr", cmd_ingest_images,
+    )  # fmt: skip
+    p.add_argument("images", nargs="+", help="image files or folders")
+    p.add_argument("--masks", nargs="+", help="mask images, one per image, same order")
+    p.add_argument("--pixel-scale", type=float, default=1.0, help="pixel size (e.g. arcsec or m per pixel)")
+    _common_ingest(p, names=True, label_mode=True)
+
+    p = _add(
+        sub, "export", "Write a cube's image, label or prediction to NIfTI, TIFF or PNG.",
+        "tcupgan export brats.zarr BraTS-GLI-00001-000 --to seg.nii.gz --what label", cmd_export,
+    )  # fmt: skip
+    p.add_argument("store", help="path of the cube store")
+    p.add_argument("cube", help="cube name (see `tcupgan info`)")
+    p.add_argument("--to", required=True, help="output file: .nii.gz, .nii, .tif or .png")
+    p.add_argument("--what", default="image", help="array to export: image, label, prediction, ...")
+    p.add_argument("--channel", help="export one channel (name such as t1c, or index)")
+
+    p = _add(
+        sub, "show", "Save a PNG of a few slices of a cube with its label outlined.",
+        "tcupgan show demo.zarr fatchecker-s0-0000 --out cube.png --slices 8 16", cmd_show,
+    )  # fmt: skip
+    p.add_argument("store", help="path of the cube store")
+    p.add_argument("cube", help="cube name (see `tcupgan info`)")
+    p.add_argument("--out", required=True, help="PNG file to write")
+    p.add_argument(
+        "--slices", type=int, nargs="+", help="slice indices (default: quarter, middle, three quarters)"
+    )
+
+    sub.add_parser(
+        "fit", help="Train TCuP-GAN (LightningCLI: --config configs/demo.yaml, --print_config, --trainer.*).",
+        add_help=False,
+    )  # fmt: skip
+    return parser
+
+
+def _common_ingest(p: argparse.ArgumentParser, names: bool = False, label_mode: bool = False) -> None:
+    p.add_argument("--store", required=True, help="store to create or extend")
+    p.add_argument("--split", choices=["train", "val", "test"], help="put every cube in this split")
+    p.add_argument("--overwrite", action="store_true", help="replace cubes that already exist")
+    if names:
+        p.add_argument("--names", nargs="+", help="cube names (default: file names)")
+    if label_mode:
+        p.add_argument(
+            "--label-mode", choices=["binary", "values"], default="binary",
+            help="binary: non-zero is foreground; values: keep integer classes",
+        )  # fmt: skip
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        rest = [a for a in argv if a != "--debug"]
+        if rest[:1] == ["fit"]:  # LightningCLI owns fit's arguments (--config, --trainer.*, --print_config)
+            cmd_fit(rest[1:])
+            return 0
+        args = build_parser().parse_args(argv)
+        if not getattr(args, "func", None):
+            build_parser().print_help()
+            return 1
+        args.func(args)
+    except TcupganError as err:
+        if debug:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; re-run the same command to resume (finished cubes are kept)", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

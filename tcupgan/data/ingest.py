@@ -1,0 +1,357 @@
+"""Ingestion: source files → validated cubes in a :class:`~tcupgan.data.store.CubeStore`.
+
+Every entry point works in two passes. The first checks what is cheap to check for the whole batch
+(files present, modalities complete, header shapes agree) so that a broken batch is refused before the
+store changes. The second reads each case, validates its voxels (NaN/Inf, label values, shape agreement)
+and only then writes it atomically. A case already in the store is skipped unless ``overwrite``, so an
+interrupted ingest is resumed by running it again.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from tcupgan.data.readers import IMAGE_SUFFIXES, Volume, nifti_header, read_image, read_nifti, read_stack
+from tcupgan.data.store import CubeStore, validate_cube
+from tcupgan.errors import InputError, MissingModalityError
+
+__all__ = ["IngestReport", "ingest_brats", "ingest_tiff", "ingest_images", "BRATS_MODALITIES"]
+
+log = logging.getLogger(__name__)
+
+#: Channel order of every BraTS store: fixed, so a model trained on one store reads another correctly.
+BRATS_MODALITIES = ("t1c", "t1n", "t2f", "t2w")
+BRATS_REGIONS = ("ET", "TC", "WT")
+_LEGACY_NAMES = {"t1ce": "t1c", "t1": "t1n", "flair": "t2f", "t2": "t2w"}
+_BRATS_FILE = re.compile(
+    r"^(?P<case>.+?)[-_](?P<kind>t1c|t1n|t2f|t2w|t1ce|t1|t2|flair|seg)\.nii(\.gz)?$", re.IGNORECASE
+)
+
+
+@dataclass
+class IngestReport:
+    """What an ingest did: cubes written and cubes skipped because they were already there."""
+
+    written: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return f"{len(self.written)} cube(s) written, {len(self.skipped)} already present (skipped)"
+
+
+@dataclass(frozen=True)
+class StoreSpec:
+    """What a store must hold: checked against an existing store, used to create a new one."""
+
+    task: str
+    channel_names: tuple[str, ...]
+    class_names: tuple[str, ...]
+
+    def open(self, path: str | Path) -> CubeStore:
+        return CubeStore.create(
+            path,
+            task=self.task,
+            channel_names=self.channel_names,
+            class_names=self.class_names,
+            exist_ok=True,
+        )
+
+
+def _run(
+    store_path: str | Path,
+    spec: StoreSpec,
+    cases: Sequence[tuple[str, Any]],
+    load: Callable[[str, Any], tuple[np.ndarray, np.ndarray | None, dict[str, Any]]],
+    overwrite: bool,
+    desc: str,
+) -> IngestReport:
+    """Shared second pass: load, validate and write each case that is not already in the store.
+
+    An existing store is checked against ``spec`` before anything else; a new one is created only once
+    the first case has passed validation, so a failed ingest never leaves an empty store behind.
+    """
+    names = [name for name, _ in cases]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise InputError(f"several sources map to the same cube name: {dupes}; rename the files")
+    store = spec.open(store_path) if (Path(store_path) / "zarr.json").exists() else None
+    report = IngestReport()
+    for name, source in tqdm(cases, desc=desc, unit="cube", disable=None):
+        if store is not None and name in store and not overwrite:
+            report.skipped.append(name)
+            continue
+        image, label, attrs = load(name, source)
+        validate_cube(
+            name,
+            image,
+            label,
+            task=spec.task,
+            n_channels=len(spec.channel_names),
+            n_classes=len(spec.class_names),
+        )
+        store = store or spec.open(store_path)
+        store.write_cube(name, image, label, attrs=attrs, overwrite=overwrite)
+        report.written.append(name)
+    return report
+
+
+# ---------------------------------------------------------------------------------------------- BraTS
+def find_brats_cases(src: Path) -> dict[str, dict[str, Path]]:
+    """Map case name → {modality or 'seg': file} for a folder of case folders (or a single case folder).
+
+    Accepts the 2023 names (``t1c, t1n, t2f, t2w``) and the older ones (``t1ce, t1, flair, t2``).
+    """
+    src = Path(src)
+    if not src.is_dir():
+        raise InputError(f"'{src}' is not a folder; point `ingest brats` at the folder of case folders")
+    files = [p for p in src.rglob("*.nii*") if p.is_file()]
+    cases: dict[str, dict[str, Path]] = {}
+    for path in sorted(files):
+        m = _BRATS_FILE.match(path.name)
+        if not m:
+            continue
+        kind = m["kind"].lower()
+        kind = _LEGACY_NAMES.get(kind, kind)
+        entry = cases.setdefault(m["case"], {})
+        if kind in entry:
+            raise InputError(f"case '{m['case']}' has two '{kind}' files: {entry[kind]} and {path}")
+        entry[kind] = path
+    if not cases:
+        raise InputError(
+            f"no BraTS files under '{src}'; expected <case>/<case>-t1c.nii.gz, -t1n, -t2f, -t2w (and -seg)"
+        )
+    return cases
+
+
+def _check_brats_case(case: str, files: dict[str, Path], allow_missing: bool) -> None:
+    """First pass for one case: modalities complete, every header the same 3D shape and affine."""
+    missing = [m for m in BRATS_MODALITIES if m not in files]
+    if missing and (not allow_missing or len(missing) == len(BRATS_MODALITIES)):
+        raise MissingModalityError(
+            f"case '{case}' lacks modalities {missing} (found {sorted(files)}); "
+            "add the files or pass --allow-missing to fill them with zeros"
+        )
+    ref = None
+    for kind, path in files.items():
+        img = nifti_header(path)
+        if ref is None:
+            ref = (kind, img.shape, img.affine)
+        elif img.shape != ref[1]:
+            raise InputError(f"case '{case}': {kind} has shape {img.shape} but {ref[0]} has {ref[1]}")
+        elif not np.allclose(img.affine, ref[2], atol=1e-3):
+            raise InputError(f"case '{case}': {kind} and {ref[0]} have different affines (not co-registered)")
+
+
+def brats_label(seg: np.ndarray, case: str) -> np.ndarray:
+    """Check a BraTS segmentation and map pre-2023 enhancing tumour (4) to the 2023 value (3)."""
+    if not np.allclose(seg, np.round(seg)):
+        raise InputError(f"case '{case}': segmentation has non-integer values")
+    seg = np.round(seg).astype(np.int16)
+    values = set(np.unique(seg).tolist())
+    if not values <= {0, 1, 2, 3, 4}:
+        raise InputError(f"case '{case}': segmentation values {sorted(values - {0, 1, 2, 3, 4})} not in 0..3")
+    if 4 in values:
+        if 3 in values:
+            raise InputError(f"case '{case}': segmentation mixes label 3 and the pre-2023 label 4")
+        log.warning("case '%s': pre-2023 label 4 (enhancing tumour) mapped to 3", case)
+        seg[seg == 4] = 3
+    return seg.astype(np.uint8)
+
+
+def ingest_brats(
+    src: str | Path,
+    store_path: str | Path,
+    *,
+    allow_missing: bool = False,
+    overwrite: bool = False,
+    split: str | None = None,
+) -> IngestReport:
+    """Ingest BraTS case folders into a store of task ``brats`` with channels t1c, t1n, t2f, t2w."""
+    cases = find_brats_cases(Path(src))
+    for case, files in cases.items():
+        _check_brats_case(case, files, allow_missing)
+    spec = StoreSpec("brats", BRATS_MODALITIES, BRATS_REGIONS)
+
+    def load(case: str, files: dict[str, Path]) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
+        volumes = {m: read_nifti(p) for m, p in files.items() if m != "seg"}
+        first = next(iter(volumes.values()))
+        zeros = np.zeros_like(first.data)
+        image = np.stack([volumes[m].data if m in volumes else zeros for m in BRATS_MODALITIES])
+        label = brats_label(read_nifti(files["seg"]).data, case) if "seg" in files else None
+        attrs = {
+            **first.meta,
+            "sources": {k: str(p) for k, p in files.items()},
+            "missing_channels": [m for m in BRATS_MODALITIES if m not in volumes],
+        }
+        if split:
+            attrs["split"] = split
+        return image, label, attrs
+
+    return _run(store_path, spec, sorted(cases.items()), load, overwrite, "ingest brats")
+
+
+# ---------------------------------------------------------------------------------------- label rules
+def to_label(data: np.ndarray, mode: str, where: str) -> np.ndarray:
+    """Turn a label stack into uint8 class values.
+
+    ``binary``: anything non-zero is foreground (masks saved as 0/255, or instance ids, become 0/1).
+    ``values``: keep the integer values as they are (BraTS labels, multilabel bit flags).
+    """
+    if data.shape[0] != 1:
+        raise InputError(f"{where}: label has {data.shape[0]} channels; labels must be single-channel")
+    data = data[0]
+    if not np.issubdtype(data.dtype, np.integer) and not np.array_equal(data, np.round(data)):
+        raise InputError(f"{where}: label has non-integer values; labels must be class ids or 0/1 masks")
+    if mode == "binary":
+        return (data != 0).astype(np.uint8)
+    if mode != "values":
+        raise InputError(f"label mode '{mode}' is not 'binary' or 'values'")
+    if data.min() < 0 or data.max() > 255:
+        raise InputError(f"{where}: label values span {data.min()}..{data.max()}; must fit 0..255")
+    return data.astype(np.uint8)
+
+
+def _pair(images: Sequence[Path], labels: Sequence[Path] | None) -> list[tuple[Path, Path | None]]:
+    if labels is not None and len(labels) != len(images):
+        raise InputError(f"{len(images)} image(s) but {len(labels)} label(s); give one label per image")
+    return list(zip(images, labels or [None] * len(images), strict=True))
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for suffix in (*IMAGE_SUFFIXES, ".ome"):
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+    return re.sub(r"[^A-Za-z0-9._+-]", "_", name)
+
+
+def _ingest_pairs(
+    pairs: list[tuple[Path, Path | None]],
+    store_path: str | Path,
+    spec: StoreSpec,
+    read: Callable[[Path], Volume],
+    *,
+    label_mode: str,
+    spacing: Sequence[float],
+    names: Sequence[str] | None,
+    overwrite: bool,
+    split: str | None,
+    desc: str,
+) -> IngestReport:
+    for image, label in pairs:  # first pass: every file exists
+        for path in (image, label):
+            if path is not None and not path.exists():
+                raise InputError(f"'{path}' does not exist")
+    names = list(names) if names else [_stem(img) for img, _ in pairs]
+    if len(names) != len(pairs):
+        raise InputError(f"{len(names)} name(s) for {len(pairs)} image(s)")
+
+    def load(
+        name: str, pair: tuple[Path, Path | None]
+    ) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
+        image_vol = read(pair[0])
+        label = to_label(read(pair[1]).data, label_mode, name) if pair[1] is not None else None
+        attrs = {
+            **image_vol.meta,
+            "spacing": [float(s) for s in spacing],
+            "sources": {"image": str(pair[0]), **({"label": str(pair[1])} if pair[1] else {})},
+        }
+        if split:
+            attrs["split"] = split
+        return image_vol.data, label, attrs
+
+    return _run(store_path, spec, list(zip(names, pairs, strict=True)), load, overwrite, desc)
+
+
+def _spec_for(
+    first: Volume, task: str, channel_names: Sequence[str] | None, class_names: Sequence[str]
+) -> StoreSpec:
+    """Name channels from the first image when the user did not: grey, RGB or numbered bands."""
+    n_ch = first.data.shape[0]
+    if channel_names is None:
+        channel_names = {1: ["intensity"], 3: ["red", "green", "blue"]}.get(
+            n_ch, [f"band{i}" for i in range(n_ch)]
+        )
+    return StoreSpec(task, tuple(channel_names), tuple(class_names))
+
+
+def ingest_tiff(
+    images: Iterable[str | Path],
+    store_path: str | Path,
+    *,
+    labels: Iterable[str | Path] | None = None,
+    spacing: Sequence[float] = (1.0, 1.0, 1.0),
+    names: Sequence[str] | None = None,
+    task: str = "binary",
+    label_mode: str = "binary",
+    channel_names: Sequence[str] | None = None,
+    class_names: Sequence[str] = ("foreground",),
+    overwrite: bool = False,
+    split: str | None = None,
+) -> IngestReport:
+    """Ingest EM stacks (multi-page TIFF files or folders of slice images) with optional label stacks.
+
+    ``spacing`` is (z, y, x) in the unit of the data (EM stacks are often anisotropic: 50, 5, 5 nm).
+    """
+    pairs = _pair([Path(p) for p in images], [Path(p) for p in labels] if labels is not None else None)
+    if not pairs:
+        raise InputError("no image stacks given")
+    if len(spacing) != 3 or min(spacing) <= 0:
+        raise InputError(f"spacing {list(spacing)} must be three positive numbers (z y x)")
+    spec = _spec_for(read_stack(pairs[0][0]), task, channel_names, class_names)
+    return _ingest_pairs(
+        pairs,
+        store_path,
+        spec,
+        read_stack,
+        label_mode=label_mode,
+        spacing=spacing,
+        names=names,
+        overwrite=overwrite,
+        split=split,
+        desc="ingest tiff",
+    )
+
+
+def ingest_images(
+    images: Iterable[str | Path],
+    store_path: str | Path,
+    *,
+    masks: Iterable[str | Path] | None = None,
+    names: Sequence[str] | None = None,
+    task: str = "binary",
+    label_mode: str = "binary",
+    channel_names: Sequence[str] | None = None,
+    class_names: Sequence[str] = ("foreground",),
+    pixel_scale: float = 1.0,
+    overwrite: bool = False,
+    split: str | None = None,
+) -> IngestReport:
+    """Ingest 2D images (galaxy cutouts, satellite tiles) as cubes with D = 1, with optional masks."""
+    paths = [Path(p) for p in images]
+    paths = [q for p in paths for q in (sorted(p.iterdir()) if p.is_dir() else [p])]
+    paths = [p for p in paths if p.suffix.lower() in IMAGE_SUFFIXES or not p.exists()]
+    pairs = _pair(paths, [Path(p) for p in masks] if masks is not None else None)
+    if not pairs:
+        raise InputError("no images given (PNG, JPEG or TIFF)")
+    spec = _spec_for(read_image(pairs[0][0]), task, channel_names, class_names)
+    return _ingest_pairs(
+        pairs,
+        store_path,
+        spec,
+        read_image,
+        label_mode=label_mode,
+        spacing=(1.0, pixel_scale, pixel_scale),
+        names=names,
+        overwrite=overwrite,
+        split=split,
+        desc="ingest images",
+    )

@@ -1,0 +1,42 @@
+"""One error hierarchy, so the CLI can turn any expected failure into one clear line.
+
+Every message says what went wrong, where, and what to do next. Subclasses also inherit the matching
+built-in exception so library users can catch them the usual way.
+"""
+
+from __future__ import annotations
+
+
+class TcupganError(Exception):
+    """Base class of every error tcupgan raises on purpose."""
+
+
+class InputError(TcupganError, ValueError):
+    """Source data is malformed: wrong shape, dtype, NaN/Inf, label values, unreadable file."""
+
+
+class MissingModalityError(InputError):
+    """A multi-modal case lacks one of the channels the store expects."""
+
+
+class StoreError(TcupganError):
+    """The cube store is missing, of another format, or inconsistent with the request."""
+
+
+class CubeExistsError(StoreError, FileExistsError):
+    """A cube or array is already in the store and overwriting was not asked for."""
+
+
+class CubeNotFoundError(StoreError, KeyError):
+    """The named cube or array is not in the store."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it a readable sentence
+        return str(self.args[0]) if self.args else ""
+
+
+class ConfigError(TcupganError, ValueError):
+    """A model, training or command configuration is invalid."""
+
+
+class TrainingDivergedError(TcupganError, RuntimeError):
+    """Losses became NaN/Inf: training stopped before saving a broken checkpoint."""

@@ -1,0 +1,58 @@
+import subprocess
+import sys
+
+import pytest
+
+from tcupgan.cli.main import main
+from tcupgan.data import CubeStore
+
+COMMANDS = [
+    [],
+    ["info"],
+    ["synth"],
+    ["ingest"],
+    ["ingest", "brats"],
+    ["ingest", "tiff"],
+    ["ingest", "images"],
+    ["export"],
+    ["show"],
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "tcupgan")
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: tcupgan" in out and ("example" in out or command == ["ingest"])
+
+
+def test_synth_info_export(tmp_path, capsys):
+    store = tmp_path / "d.zarr"
+    assert main(["synth", "fatchecker", "--out", str(store), "--n", "2", "--shape", "4", "32", "32"]) == 0
+    assert main(["info", str(store)]) == 0
+    out = capsys.readouterr().out
+    assert "fatchecker-s0-0001" in out and "1x4x32x32" in out
+    assert main(["export", str(store), "fatchecker-s0-0000", "--to", str(tmp_path / "x.tif")]) == 0
+    assert (tmp_path / "x.tif").stat().st_size > 0
+    assert len(CubeStore(store)) == 2
+    assert main(["show", str(store), "fatchecker-s0-0000", "--out", str(tmp_path / "s.png")]) == 0
+    assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_errors_are_one_line_without_traceback(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "tcupgan.cli.main", "info", str(tmp_path / "none.zarr")],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("error: no cube store") and "tcupgan ingest" in proc.stderr
+    debug = subprocess.run(
+        [sys.executable, "-m", "tcupgan.cli.main", "--debug", "info", str(tmp_path / "n.zarr")],
+        capture_output=True,
+        text=True,
+    )
+    assert debug.returncode != 0 and "Traceback" in debug.stderr

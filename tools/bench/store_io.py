@@ -1,0 +1,122 @@
+"""Random slice and crop reads from the cube store vs the same volumes as .nii.gz (nibabel).
+
+Baseline: what users do without tcupgan — keep BraTS-style gzipped NIfTI files and load them with
+nibabel for every slice or crop they need (gzip has no random access, so each read decompresses the
+file up to the data). Prints one JSON object with reads/s of both and the ratio.
+
+    python tools/bench/store_io.py                 # 6 four-channel 155x240x240 cubes
+    python tools/bench/store_io.py --tiny          # seconds; what the test suite runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from tcupgan.data import CubeStore, make_scene
+
+
+def _timed(fn, n: int) -> float:
+    """Reads per second over ``n`` calls."""
+    start = time.perf_counter()
+    for i in range(n):
+        fn(i)
+    return n / (time.perf_counter() - start)
+
+
+def run(n_cubes: int, shape: tuple[int, int, int], n_reads: int, crop: int, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        store = CubeStore.create(
+            tmp / "s.zarr", task="brats", channel_names=list("abcd"), class_names=list("xyz")
+        )
+        files = []
+        small = (min(shape[0], 48), min(shape[1], 96), min(shape[2], 96))
+        for i in range(n_cubes):
+            image, label, _, _ = make_scene("brats", seed, i, shape=small)
+            reps = [-(-s // t) for s, t in zip(shape, small, strict=True)]  # tile up to the wanted size
+            image = np.tile(image, [1, *reps])[:, : shape[0], : shape[1], : shape[2]].round()
+            store.write_cube(f"c{i}", image)
+            paths = []
+            for c in range(4):
+                path = tmp / f"c{i}_{c}.nii.gz"
+                nib.save(nib.Nifti1Image(image[c].transpose(2, 1, 0).astype(np.int16), np.eye(4)), str(path))
+                paths.append(path)
+            files.append(paths)
+        d, h, w = shape
+        picks = [(int(rng.integers(n_cubes)), int(rng.integers(d))) for _ in range(n_reads)]
+        corners = [
+            (int(rng.integers(n_cubes)), *(int(rng.integers(0, max(1, s - crop))) for s in (d, h, w)))
+            for _ in range(n_reads)
+        ]
+        cubes = [store[f"c{i}"] for i in range(n_cubes)]
+
+        def store_slice(i):
+            cube, z = picks[i]
+            return cubes[cube].image[:, z]
+
+        def nifti_slice(i):
+            cube, z = picks[i]
+            return np.stack([np.asanyarray(nib.load(str(p)).dataobj[:, :, z]) for p in files[cube]])
+
+        def store_crop(i):
+            cube, z, y, x = corners[i]
+            return cubes[cube].image[:, z : z + crop, y : y + crop, x : x + crop]
+
+        def nifti_crop(i):
+            cube, z, y, x = corners[i]
+            return np.stack(
+                [
+                    np.asanyarray(nib.load(str(p)).dataobj[x : x + crop, y : y + crop, z : z + crop])
+                    for p in files[cube]
+                ]
+            )
+
+        np.testing.assert_array_equal(store_slice(0), nifti_slice(0).transpose(0, 2, 1))  # same data
+        results = {
+            "store_slice_per_s": _timed(store_slice, n_reads),
+            "nifti_slice_per_s": _timed(nifti_slice, max(2, n_reads // 4)),
+            "store_crop_per_s": _timed(store_crop, n_reads),
+            "nifti_crop_per_s": _timed(nifti_crop, max(2, n_reads // 4)),
+        }
+        store_bytes = sum(p.stat().st_size for p in (tmp / "s.zarr").rglob("*") if p.is_file())
+        nifti_bytes = sum(p.stat().st_size for paths in files for p in paths)
+    return {
+        "benchmark": "store_io",
+        "baseline": "nibabel reading the same volumes from .nii.gz",
+        "machine": {"cpu": platform.processor() or platform.machine(), "python": platform.python_version()},
+        "cubes": n_cubes,
+        "cube_shape": [4, *shape],
+        "crop": crop,
+        **{k: round(v, 2) for k, v in results.items()},
+        "slice_ratio": round(results["store_slice_per_s"] / results["nifti_slice_per_s"], 1),
+        "crop_ratio": round(results["store_crop_per_s"] / results["nifti_crop_per_s"], 1),
+        "store_mb": round(store_bytes / 2**20, 1),
+        "nifti_gz_mb": round(nifti_bytes / 2**20, 1),
+        "target": "slice_ratio >= 20",
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--tiny", action="store_true", help="tiny sizes for a smoke test")
+    parser.add_argument("--cubes", type=int, default=6)
+    parser.add_argument("--reads", type=int, default=200)
+    args = parser.parse_args(argv)
+    result = run(2, (16, 48, 48), 8, 16) if args.tiny else run(args.cubes, (155, 240, 240), args.reads, 64)
+    print(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()
