@@ -10,3 +10,13 @@ def test_store_io_tiny_emits_json(capsys):
     printed = json.loads(capsys.readouterr().out)
     assert printed == result
     assert printed["baseline"] and printed["slice_ratio"] > 0 and printed["store_slice_per_s"] > 0
+
+
+def test_model_speed_tiny_emits_json(capsys):
+    from tools.bench import model_speed
+
+    result = model_speed.main(["--tiny", "--device", "cpu"])
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["ratios"] == result["ratios"] and printed["ratios"]["original_vs_original_infer"] == 1.0
+    for name in ("batched", "per_step", "original", "monai_basicunet", "monai_segresnet"):
+        assert printed["models"][name]["infer_voxels_per_s"] > 0

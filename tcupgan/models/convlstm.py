@@ -1,0 +1,111 @@
+"""A convolutional LSTM that walks the depth axis of a cube: slices are its time steps.
+
+The gates are ``conv(x_t) + conv(h_{t-1})``. Only the hidden part is sequential, so the input part can be
+computed for every slice in one batched convolution (``batched_input=True``) instead of once per step as
+the original TCuP-GAN did. Which is faster depends on the device: one large call wins where per-call
+overhead dominates (GPUs, small planes, many slices); on a 2-core CPU the two are close. Both give the
+same numbers (see ``tests/models/test_convlstm.py``), so the choice is a speed switch only.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["ConvLSTM"]
+
+State = tuple[torch.Tensor, torch.Tensor]
+
+
+class ConvLSTM(nn.Module):
+    """ConvLSTM over depth for (B, C, D, H, W) tensors.
+
+    Args:
+        in_channels: channels of the input slices.
+        hidden_channels: channels of the hidden and cell states (and of the output).
+        kernel_size: in-plane kernel of both gate convolutions (odd; the paper uses 3).
+        bidirectional: also walk the slices backwards and fuse both directions with a 1x1 convolution.
+            Off in the paper: then slice t only sees slices <= t.
+        batched_input: compute the input-to-gates convolution for all slices in one call (True), per
+            step (False), or choose by device (None: batched on GPUs, per step on CPUs, where
+            ``tools/bench/model_speed.py`` measured per step 1.6x faster on 2 cores).
+
+    Example:
+        >>> lstm = ConvLSTM(1, 16)
+        >>> out, (h, c) = lstm(torch.randn(2, 1, 8, 32, 32))   # out: (2, 16, 8, 32, 32)
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        hidden_channels: int,
+        *,
+        kernel_size: int = 3,
+        bidirectional: bool = False,
+        batched_input: bool | None = None,
+    ) -> None:
+        super().__init__()
+        if kernel_size % 2 != 1:
+            raise ValueError(f"kernel_size must be odd to keep the plane size, got {kernel_size}")
+        self.hidden_channels = hidden_channels
+        self.bidirectional = bidirectional
+        self.batched_input = batched_input
+        directions = 2 if bidirectional else 1
+        pad = kernel_size // 2
+        self.input_convs = nn.ModuleList(
+            nn.Conv2d(in_channels, 4 * hidden_channels, kernel_size, padding=pad, bias=True)
+            for _ in range(directions)
+        )
+        self.hidden_convs = nn.ModuleList(
+            nn.Conv2d(hidden_channels, 4 * hidden_channels, kernel_size, padding=pad, bias=False)
+            for _ in range(directions)
+        )
+        self.fuse = nn.Conv3d(2 * hidden_channels, hidden_channels, 1) if bidirectional else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Xavier gates and a forget-gate bias of 1, so early training remembers rather than forgets."""
+        for conv in [*self.input_convs, *self.hidden_convs]:
+            nn.init.xavier_uniform_(conv.weight)
+        for conv in self.input_convs:
+            nn.init.zeros_(conv.bias)
+            conv.bias.data[self.hidden_channels : 2 * self.hidden_channels] = 1.0
+
+    def forward(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+        """Run over the slices.
+
+        Args:
+            x: (B, C, D, H, W).
+            state: initial (h, c), each (B, hidden, H, W); zeros when None. With ``bidirectional`` the
+                same initial state starts both directions.
+
+        Returns:
+            output (B, hidden, D, H, W) and the forward direction's last (h, c).
+        """
+        forward_out, last = self._walk(x, state, 0, reverse=False)
+        if not self.bidirectional:
+            return forward_out, last
+        backward_out, _ = self._walk(x, state, 1, reverse=True)
+        return self.fuse(torch.cat([forward_out, backward_out], dim=1)), last
+
+    def _walk(
+        self, x: torch.Tensor, state: State | None, direction: int, reverse: bool
+    ) -> tuple[torch.Tensor, State]:
+        b, _, d, h, w = x.shape
+        in_conv, hid_conv = self.input_convs[direction], self.hidden_convs[direction]
+        if state is None:
+            zeros = x.new_zeros(b, self.hidden_channels, h, w)
+            state = (zeros, zeros)
+        hx, cx = state
+        batched = self.batched_input if self.batched_input is not None else x.device.type != "cpu"
+        if batched:
+            slices = x.transpose(1, 2).reshape(b * d, -1, h, w)
+            x_gates = in_conv(slices).reshape(b, d, -1, h, w)
+        outputs = [None] * d
+        for t in range(d - 1, -1, -1) if reverse else range(d):
+            gx = x_gates[:, t] if batched else in_conv(x[:, :, t])
+            i, f, o, g = (gx + hid_conv(hx)).chunk(4, dim=1)
+            cx = torch.sigmoid(f) * cx + torch.sigmoid(i) * torch.tanh(g)
+            hx = torch.sigmoid(o) * torch.tanh(cx)
+            outputs[t] = hx
+        return torch.stack(outputs, dim=2), (hx, cx)

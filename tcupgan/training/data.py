@@ -1,0 +1,198 @@
+"""Training data straight from the cube store: random crops read chunk by chunk, whole cubes to validate.
+
+Crops are read lazily from Zarr (only the chunks under the crop), so a store larger than memory trains
+as well as a small one. Foreground oversampling centres a share of crops on labelled voxels; the
+coordinates of foreground voxels are gathered once per cube and worker, from the uint8 label alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, get_worker_info
+
+from tcupgan.data.store import CubeStore
+from tcupgan.data.transforms import augmentations, label_to_target, n_targets, normalise, target_names
+from tcupgan.errors import ConfigError
+
+__all__ = ["CubeDataModule", "CropDataset", "CubeDataset"]
+
+
+def _crop_size(crop: Sequence[int], shape: Sequence[int]) -> tuple[int, int, int]:
+    """Clip a (D, H, W) crop to the cube so small cubes and 2D images (D = 1) just work."""
+    return tuple(min(int(c), int(s)) for c, s in zip(crop, shape, strict=True))  # type: ignore[return-value]
+
+
+class CropDataset(Dataset):
+    """``samples`` random crops per epoch from the labelled cubes ``names`` of a store.
+
+    Each item: {"image": (C, d, h, w) float32 normalised, "target": (K, d, h, w) float32, "cube": name}.
+    """
+
+    def __init__(
+        self,
+        store: str | Path,
+        names: Sequence[str],
+        crop: Sequence[int],
+        samples: int,
+        foreground_ratio: float = 0.66,
+        augment: bool = True,
+        seed: int = 0,
+    ) -> None:
+        self.store_path, self.names, self.crop, self.samples = str(store), list(names), tuple(crop), samples
+        self.foreground_ratio, self.seed = foreground_ratio, seed
+        self.augment = augmentations() if augment else None
+        self._store: CubeStore | None = None
+        self._foreground: dict[str, np.ndarray] = {}
+        self._rng: np.random.Generator | None = None
+
+    def __len__(self) -> int:
+        return self.samples
+
+    @property
+    def store(self) -> CubeStore:
+        if self._store is None:  # opened in each worker process, never pickled open
+            self._store = CubeStore(self.store_path)
+        return self._store
+
+    @property
+    def rng(self) -> np.random.Generator:
+        """One generator per worker process, drawn from in sequence so every epoch sees new crops."""
+        if self._rng is None:
+            worker = get_worker_info()
+            self._rng = np.random.default_rng([self.seed, 0 if worker is None else worker.id + 1])
+        return self._rng
+
+    def _foreground_voxels(self, name: str, label) -> np.ndarray:
+        if name not in self._foreground:
+            coords = np.argwhere(label[...] > 0)
+            if len(coords) > 20000:
+                coords = coords[np.random.default_rng(0).choice(len(coords), 20000, replace=False)]
+            self._foreground[name] = coords
+        return self._foreground[name]
+
+    def __getitem__(self, index: int) -> dict:
+        rng = self.rng
+        name = self.names[rng.integers(len(self.names))]
+        cube = self.store[name]
+        shape = cube.shape[1:]
+        crop = _crop_size(self.crop, shape)
+        label = cube.label
+        fg = self._foreground_voxels(name, label)
+        if len(fg) and rng.random() < self.foreground_ratio:
+            centre = fg[rng.integers(len(fg))]
+            start = [
+                int(np.clip(c - k // 2 + rng.integers(-k // 4, k // 4 + 1), 0, s - k))
+                for c, k, s in zip(centre, crop, shape, strict=True)
+            ]
+        else:
+            start = [int(rng.integers(0, s - k + 1)) for k, s in zip(crop, shape, strict=True)]
+        window = tuple(slice(a, a + k) for a, k in zip(start, crop, strict=True))
+        image = normalise(cube.image[(slice(None), *window)], cube.attrs)
+        target = label_to_target(label[window], self.store.task, len(self.store.class_names))
+        item = {"image": image, "target": target}
+        if self.augment is not None:
+            self.augment.set_random_state(seed=int(rng.integers(2**31)))
+            item = self.augment(item)
+        return {
+            "image": torch.as_tensor(np.asarray(item["image"]), dtype=torch.float32),
+            "target": torch.as_tensor(np.asarray(item["target"]), dtype=torch.float32),
+            "cube": name,
+        }
+
+
+class CubeDataset(Dataset):
+    """Whole labelled cubes, normalised, for validation by sliding-window inference."""
+
+    def __init__(self, store: str | Path, names: Sequence[str]) -> None:
+        self.store_path, self.names = str(store), list(names)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, index: int) -> dict:
+        store = CubeStore(self.store_path)
+        cube = store[self.names[index]]
+        image = normalise(cube.image[...], cube.attrs)
+        target = label_to_target(cube.label[...], store.task, len(store.class_names))
+        return {"image": torch.from_numpy(image), "target": torch.from_numpy(target), "cube": cube.name}
+
+
+class CubeDataModule(L.LightningDataModule):
+    """Crops for training and whole cubes for validation, from a store's train/val splits.
+
+    Args:
+        store: path of the cube store.
+        crop_size: training crop (D, H, W); clipped to each cube (D = 1 for 2D images).
+        batch_size: crops per batch.
+        samples_per_epoch: crops drawn per training epoch.
+        foreground_ratio: share of crops centred on a labelled voxel.
+        num_workers: loader processes (0 reads in the training process).
+        augment: random flips and intensity jitter.
+        max_val_cubes: validate on at most this many val cubes (keeps epochs short).
+        seed: seed of the crop positions.
+    """
+
+    def __init__(
+        self,
+        store: str,
+        crop_size: tuple[int, int, int] = (16, 64, 64),
+        batch_size: int = 2,
+        samples_per_epoch: int = 64,
+        foreground_ratio: float = 0.66,
+        num_workers: int = 1,
+        augment: bool = True,
+        max_val_cubes: int = 4,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        store_obj = CubeStore(store)  # fail here, with the store's own message, if the path is wrong
+        self.task = store_obj.task
+        self.in_channels = len(store_obj.channel_names)
+        self.out_channels = n_targets(store_obj.task, store_obj.class_names)
+        self.class_names = target_names(store_obj.task, store_obj.class_names)
+
+    def setup(self, stage: str | None = None) -> None:
+        store = CubeStore(self.hparams.store)
+        labelled = {n for n in store.names() if store[n].label is not None}
+        self.train_names = [n for n in store.names(split="train") if n in labelled]
+        self.val_names = [n for n in store.names(split="val") if n in labelled][: self.hparams.max_val_cubes]
+        if not self.train_names:
+            raise ConfigError(
+                f"store '{store.path}' has no labelled cubes in split 'train'; see `tcupgan info`"
+            )
+        if not self.val_names:
+            raise ConfigError(
+                f"store '{store.path}' has no labelled cubes in split 'val'; add some (--split val)"
+            )
+
+    def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool) -> DataLoader:
+        workers = self.hparams.num_workers
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        hp = self.hparams
+        data = CropDataset(
+            hp.store,
+            self.train_names,
+            hp.crop_size,
+            hp.samples_per_epoch,
+            hp.foreground_ratio,
+            hp.augment,
+            hp.seed,
+        )
+        return self._loader(data, hp.batch_size, shuffle=False)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(CubeDataset(self.hparams.store, self.val_names), 1, shuffle=False)

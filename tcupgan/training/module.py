@@ -1,0 +1,268 @@
+"""TCuP-GAN training: generator and PatchGAN discriminator under manual optimisation.
+
+Generator loss = ``seg_weight`` x segmentation loss + BCE(D(image, sigmoid(logits)), real).
+Discriminator loss = ½ [BCE(D(image, target), real) + BCE(D(image, sigmoid(logits)), fake)].
+Two optimisers (NAdam, the paper's learning rates), step-decayed learning rates, gradient clipping, and a
+guard that stops on NaN/Inf instead of writing a broken checkpoint.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from monai.inferers import sliding_window_inference
+from monai.losses import DiceCELoss, DiceFocalLoss, TverskyLoss
+from monai.metrics import DiceMetric
+
+from tcupgan.errors import ConfigError, TrainingDivergedError
+from tcupgan.models import PatchDiscriminator, TCuPGenerator
+
+__all__ = ["TCuPGAN", "FocalTverskyLoss", "make_seg_loss"]
+
+
+class FocalTverskyLoss(torch.nn.Module):
+    """(1 - Tversky index) ** gamma on sigmoid outputs; the paper's choice (beta 0.7, gamma 0.75)."""
+
+    def __init__(self, beta: float = 0.7, gamma: float = 0.75) -> None:
+        super().__init__()
+        self.gamma = gamma
+        self.tversky = TverskyLoss(sigmoid=True, alpha=1 - beta, beta=beta, reduction="none")
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.tversky(logits, target).clamp_min(0).pow(self.gamma).mean()
+
+
+def make_seg_loss(name: str) -> torch.nn.Module:
+    """Segmentation loss on logits by name: ``dicece``, ``dicefocal`` or ``focal_tversky``.
+
+    All take soft targets (vote fractions) as well as 0/1 masks.
+    """
+    losses = {
+        "dicece": lambda: DiceCELoss(sigmoid=True, squared_pred=True),
+        "dicefocal": lambda: DiceFocalLoss(sigmoid=True, squared_pred=True),
+        "focal_tversky": FocalTverskyLoss,
+    }
+    if name not in losses:
+        raise ConfigError(f"unknown seg_loss '{name}'; choose one of {sorted(losses)}")
+    return losses[name]()
+
+
+class TCuPGAN(L.LightningModule):
+    """The TCuP-GAN model for training, validation and checkpoints.
+
+    Args:
+        in_channels: image channels (linked from the data module's store).
+        out_channels: label channels (linked from the store's task).
+        class_names: names of the output channels, for logs.
+        widths: generator ConvLSTM widths per level (paper: 16, 32, 48, 64, 128).
+        bidirectional: ConvLSTMs walk the slices both ways.
+        dropout: generator dropout after encoder levels.
+        norm: generator/discriminator normalisation (instance per slice, batch, none).
+        disc_width: discriminator first-layer filters.
+        disc_layers: discriminator strided blocks.
+        depth_kernel: discriminator depth kernel (1 = per slice as in the paper, 3 = cubic).
+        seg_loss: ``dicece``, ``dicefocal`` or ``focal_tversky``.
+        seg_weight: weight of the segmentation loss against the adversarial loss (paper: 100-200).
+        adversarial: train against the discriminator (False trains the generator alone, as an ablation).
+        lr_g: generator learning rate (paper 1e-3).
+        lr_d: discriminator learning rate (paper 1e-4).
+        lr_decay: multiply both learning rates by this every ``lr_decay_every`` epochs (paper 0.95, 5).
+        lr_decay_every: epochs between decays.
+        grad_clip: clip gradient norms to this (0 disables).
+        val_roi: sliding-window size (D, H, W) for validation; None uses the whole cube.
+        compile: ``torch.compile`` the generator (GPUs; off by default).
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        out_channels: int = 1,
+        class_names: list[str] | None = None,
+        widths: tuple[int, ...] = (16, 32, 48, 64, 128),
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        norm: str = "instance",
+        disc_width: int = 16,
+        disc_layers: int = 4,
+        depth_kernel: int = 1,
+        seg_loss: str = "dicece",
+        seg_weight: float = 100.0,
+        adversarial: bool = True,
+        lr_g: float = 1e-3,
+        lr_d: float = 1e-4,
+        lr_decay: float = 0.95,
+        lr_decay_every: int = 5,
+        grad_clip: float = 1.0,
+        val_roi: tuple[int, int, int] | None = None,
+        compile: bool = False,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.automatic_optimization = False
+        self.generator = TCuPGenerator(
+            in_channels, out_channels, widths=widths, bidirectional=bidirectional, dropout=dropout, norm=norm
+        )
+        self.discriminator = PatchDiscriminator(
+            in_channels,
+            out_channels,
+            width=disc_width,
+            n_layers=disc_layers,
+            depth_kernel=depth_kernel,
+            norm=norm,
+        )
+        self.seg_loss = make_seg_loss(seg_loss)
+        self.class_names = list(class_names or [f"class{i}" for i in range(out_channels)])
+        self.dice = DiceMetric(include_background=True, reduction="mean_batch", ignore_empty=False)
+        self._val_scores: list[torch.Tensor] = []
+        self._val_example: dict | None = None
+
+    def configure_model(self) -> None:
+        if self.hparams.compile:
+            self.generator = torch.compile(self.generator)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """(B, C, D, H, W) normalised image → logits (B, K, D, H, W)."""
+        return self.generator(image)
+
+    # ------------------------------------------------------------------------------------ training
+    def _check_finite(self, name: str, value: torch.Tensor, batch: dict) -> None:
+        if not torch.isfinite(value).all():
+            cubes = ", ".join(sorted(set(batch.get("cube", []))))
+            raise TrainingDivergedError(
+                f"{name} is NaN/Inf at epoch {self.current_epoch}, step {self.global_step} (cubes: {cubes}). "
+                "If the batch holds NaN, fix those cubes; if the losses diverged, lower lr_g/lr_d or "
+                "raise seg_weight, then resume from the last good checkpoint"
+            )
+
+    def _bce(self, logits: torch.Tensor, real: bool) -> torch.Tensor:
+        target = torch.ones_like(logits) if real else torch.zeros_like(logits)
+        return F.binary_cross_entropy_with_logits(logits, target)
+
+    def _step_optimizer(self, optimizer, loss: torch.Tensor) -> None:
+        self.toggle_optimizer(optimizer)
+        self.manual_backward(loss)
+        if self.hparams.grad_clip:
+            self.clip_gradients(
+                optimizer, gradient_clip_val=self.hparams.grad_clip, gradient_clip_algorithm="norm"
+            )
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        self.untoggle_optimizer(optimizer)
+
+    def training_step(self, batch: dict, batch_idx: int) -> None:
+        image, target = batch["image"], batch["target"]
+        self._check_finite("the input batch", image, batch)
+        opt_g, opt_d = self.optimizers()
+        logits = self.generator(image)
+        seg = self.seg_loss(logits, target)
+        fake = torch.sigmoid(logits)
+        if self.hparams.adversarial:
+            self.toggle_optimizer(opt_g)  # discriminator frozen while the generator learns to fool it
+            adv = self._bce(self.discriminator(image, fake), real=True)
+            self.untoggle_optimizer(opt_g)
+        else:
+            adv = seg.new_zeros(())
+        g_loss = self.hparams.seg_weight * seg + adv
+        self._check_finite("the generator loss", g_loss, batch)
+        self._step_optimizer(opt_g, g_loss)
+        logs = {
+            "train/seg_loss": seg.detach(),
+            "train/adv_loss": adv.detach(),
+            "train/g_loss": g_loss.detach(),
+        }
+        if self.hparams.adversarial:
+            d_loss = 0.5 * (
+                self._bce(self.discriminator(image, target), real=True)
+                + self._bce(self.discriminator(image, fake.detach()), real=False)
+            )
+            self._check_finite("the discriminator loss", d_loss, batch)
+            self._step_optimizer(opt_d, d_loss)
+            logs["train/d_loss"] = d_loss.detach()
+        self.log_dict(
+            logs, prog_bar=True, on_step=True, on_epoch=True, batch_size=image.shape[0], sync_dist=True
+        )
+
+    def on_train_epoch_end(self) -> None:
+        for scheduler in self.lr_schedulers():
+            scheduler.step()
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        opt_g = torch.optim.NAdam(self.generator.parameters(), lr=hp.lr_g, betas=(0.9, 0.99))
+        opt_d = torch.optim.NAdam(self.discriminator.parameters(), lr=hp.lr_d, betas=(0.9, 0.99))
+        schedules = [
+            torch.optim.lr_scheduler.StepLR(o, hp.lr_decay_every, hp.lr_decay) for o in (opt_g, opt_d)
+        ]
+        return [opt_g, opt_d], schedules
+
+    # ---------------------------------------------------------------------------------- validation
+    def predict_logits(self, image: torch.Tensor) -> torch.Tensor:
+        """Logits for whole cubes: sliding windows of ``val_roi`` with Gaussian blending (MONAI)."""
+        roi = self.hparams.val_roi
+        if roi is None:
+            return self.generator(image)
+        roi = [min(r, s) for r, s in zip(roi, image.shape[2:], strict=True)]
+        return sliding_window_inference(image, roi, 2, self.generator, overlap=0.25, mode="gaussian")
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        image, target = batch["image"], batch["target"]
+        logits = self.predict_logits(image)
+        prob = torch.sigmoid(logits)
+        self.dice(y_pred=(prob > 0.5).float(), y=(target > 0.5).float())
+        scores = torch.stack(
+            [
+                self.discriminator.slice_scores(image, target).mean(),
+                self.discriminator.slice_scores(image, prob).mean(),
+            ]
+        )
+        self._val_scores.append(scores)
+        if batch_idx == 0:
+            self._val_example = {
+                k: v[0].detach().cpu().numpy()
+                for k, v in (("image", image), ("target", target), ("prob", prob))
+            }
+
+    def on_validation_epoch_end(self) -> None:
+        per_class = self.dice.aggregate()
+        self.dice.reset()
+        logs = {f"val/dice_{name.replace(' ', '_')}": per_class[i] for i, name in enumerate(self.class_names)}
+        logs["val/dice"] = per_class.nanmean()
+        if self._val_scores:
+            scores = torch.stack(self._val_scores).mean(0)
+            logs["val/d_real"], logs["val/d_fake"] = scores[0], scores[1]
+        self._val_scores.clear()
+        self.log_dict(logs, prog_bar=True, sync_dist=True)
+        log_dir = self.trainer.log_dir  # a collective under DDP: every rank must ask
+        if self._val_example is not None and not self.trainer.sanity_checking and self.trainer.is_global_zero:
+            self._save_val_figure(Path(log_dir or self.trainer.default_root_dir))
+
+    def _save_val_figure(self, log_dir: Path) -> None:
+        """A PNG per epoch: a few slices of the first validation cube with truth and prediction."""
+        from tcupgan.viz import display_image, overlay, save_panels
+
+        ex = self._val_example
+        depth = ex["image"].shape[1]
+        rows = []
+        for z in sorted({depth // 4, depth // 2, (3 * depth) // 4}):
+            truth = (ex["target"][:, z] > 0.5).astype(np.uint8)
+            pred = (ex["prob"][:, z] > 0.5).astype(np.uint8)
+            rows.append(
+                [
+                    (f"image z={z}", display_image(ex["image"][:, z])),
+                    ("truth", overlay(ex["image"][:, z], _bit_labels(truth))),
+                    (
+                        f"prediction (epoch {self.current_epoch})",
+                        overlay(ex["image"][:, z], _bit_labels(pred)),
+                    ),
+                ]
+            )
+        save_panels(rows, log_dir / "val_figures" / f"epoch{self.current_epoch:03d}.png")
+
+
+def _bit_labels(channels: np.ndarray) -> np.ndarray:
+    """(K, H, W) 0/1 channels → one (H, W) map whose values tell the channel combinations apart."""
+    return sum(channels[k].astype(np.uint8) << k for k in range(len(channels)))

@@ -1,0 +1,120 @@
+import pytest
+import torch
+
+from tcupgan.models import ConvLSTM, PatchDiscriminator, TCuPGenerator
+from tcupgan.models.reference import as_original, original_walk
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_batched_input_equals_naive_per_step_reference(bidirectional):
+    torch.manual_seed(0)
+    lstm = ConvLSTM(3, 5, bidirectional=bidirectional, batched_input=True)
+    x = torch.randn(2, 3, 6, 9, 11)
+    state = (torch.randn(2, 5, 9, 11), torch.randn(2, 5, 9, 11))
+    out, (h, c) = lstm(x, state)
+    lstm.batched_input = False
+    out_step, _ = lstm(x, state)
+    torch.testing.assert_close(out, out_step, rtol=1e-5, atol=1e-5)
+    ref_out, (ref_h, ref_c) = original_walk(lstm, x, state, 0, reverse=False)
+    if not bidirectional:
+        torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close((h, c), (ref_h, ref_c), rtol=1e-5, atol=1e-5)
+    assert out.shape == (2, 5, 6, 9, 11)
+
+
+def test_forget_gate_bias_and_init_are_applied():
+    lstm = ConvLSTM(2, 4)
+    bias = lstm.input_convs[0].bias
+    assert torch.all(bias[4:8] == 1) and torch.all(bias[:4] == 0) and torch.all(bias[8:] == 0)
+    net = TCuPGenerator(1, 1, widths=(8, 16, 32))
+    default = torch.nn.ConvTranspose3d(32, 16, (1, 2, 2), stride=(1, 2, 2))
+    up = net.ups[0].up
+    # kaiming (fan_in, a=0.2) gives std ~sqrt(2 / 1.04 / fan_in); PyTorch's default is much smaller
+    expected = (2 / 1.04 / (up.weight.shape[1] * 4)) ** 0.5
+    assert abs(up.weight.std().item() - expected) / expected < 0.25
+    assert up.weight.std() > 1.5 * default.weight.std()
+    assert torch.all(net.head.bias == 0)
+
+
+@pytest.mark.parametrize(
+    "shape", [(2, 4, 5, 32, 32), (1, 4, 1, 33, 35), (1, 4, 3, 34, 17)], ids=["3d", "2d-odd", "odd"]
+)
+def test_generator_shapes_3d_2d_and_odd_sizes(shape):
+    net = TCuPGenerator(4, 3, widths=(4, 8, 8, 16))
+    out = net(torch.randn(shape))
+    assert out.shape == (shape[0], 3, *shape[2:])
+
+
+def test_paper_widths_parameter_count():
+    net = TCuPGenerator(4, 3)
+    n = sum(p.numel() for p in net.parameters())
+    assert 2.0e6 < n < 2.6e6  # the paper reports ~2.37 M for BraTS
+
+
+def test_bad_configuration_raises_with_the_fix():
+    with pytest.raises(ValueError, match="norm"):
+        TCuPGenerator(1, 1, norm="group")
+    with pytest.raises(ValueError, match="two positive levels"):
+        TCuPGenerator(1, 1, widths=(8,))
+    with pytest.raises(ValueError, match=r"unsqueeze\(2\)"):
+        TCuPGenerator(1, 1, widths=(4, 8))(torch.randn(1, 1, 16, 16))
+
+
+def _future_leak(**kwargs) -> tuple[float, float]:
+    """Largest output change at slices < 5 and at slices >= 5 when only slices >= 5 of the input change."""
+    torch.manual_seed(0)
+    net = TCuPGenerator(1, 2, widths=(4, 8, 8), **kwargs).eval()
+    x = torch.randn(1, 1, 8, 16, 16)
+    changed = x.clone()
+    changed[:, :, 5:] = torch.randn_like(changed[:, :, 5:])
+    with torch.no_grad():
+        a, b = net(x), net(changed)
+    return (a[:, :, :5] - b[:, :, :5]).abs().max().item(), (a[:, :, 5:] - b[:, :, 5:]).abs().max().item()
+
+
+def test_unidirectional_unseeded_generator_is_causal():
+    early, late = _future_leak(bidirectional=False, seed_decoder=False)
+    assert early == 0.0 and late > 1e-4  # slice t sees only slices <= t
+
+
+def test_bidirectional_generator_sees_the_future():
+    early, late = _future_leak(bidirectional=True, seed_decoder=False)
+    assert early > 1e-4 and late > 1e-4
+
+
+def test_paper_decoder_seeding_leaks_the_future():
+    """The encoder's last cell state has seen every slice; seeding the decoder with it breaks causality."""
+    early, _ = _future_leak(bidirectional=False, seed_decoder=True)
+    assert early > 1e-4
+
+
+def test_original_computation_matches_generator():
+    torch.manual_seed(0)
+    net = TCuPGenerator(1, 1, widths=(4, 8)).eval()
+    x = torch.randn(1, 1, 4, 16, 16)
+    with torch.no_grad():
+        expected = net(x)
+        torch.testing.assert_close(as_original(net)(x), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("depth_kernel", [1, 3])
+def test_discriminator_patch_map_and_slice_scores(depth_kernel):
+    disc = PatchDiscriminator(4, 3, width=8, n_layers=3, depth_kernel=depth_kernel)
+    image, mask = torch.randn(2, 4, 5, 48, 40), torch.rand(2, 3, 5, 48, 40)
+    patches = disc(image, mask)
+    assert patches.shape == (2, 1, 5, 6, 5)
+    scores = disc.slice_scores(image, mask)
+    assert scores.shape == (2, 5) and scores.min() >= 0 and scores.max() <= 1
+
+
+def test_discriminator_depth_kernel_sees_neighbours():
+    torch.manual_seed(0)
+    image, mask = torch.randn(1, 1, 5, 32, 32), torch.rand(1, 1, 5, 32, 32)
+    changed = mask.clone()
+    changed[:, :, 2] = 1 - changed[:, :, 2]
+    for depth_kernel, neighbours_change in ((1, False), (3, True)):
+        disc = PatchDiscriminator(1, 1, width=8, n_layers=2, depth_kernel=depth_kernel, dropout=0).eval()
+        with torch.no_grad():
+            delta = (disc(image, mask) - disc(image, changed)).abs().amax(dim=(0, 1, 3, 4))
+        assert delta[2] > 0
+        assert (delta[1] > 0) == neighbours_change

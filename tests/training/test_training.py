@@ -1,0 +1,168 @@
+import os
+import subprocess
+import sys
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+
+from tcupgan.data import CubeStore, synthesize
+from tcupgan.data.transforms import label_to_target
+from tcupgan.errors import TrainingDivergedError
+from tcupgan.training import CubeDataModule, TCuPGAN
+from tcupgan.training.module import make_seg_loss
+
+SMALL_MODEL = {"widths": (4, 8, 16), "disc_width": 4, "disc_layers": 2, "val_roi": (8, 32, 32)}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    path = tmp_path_factory.mktemp("train") / "fc.zarr"
+    synthesize("fatchecker", path, n=4, seed=0, shape=(8, 48, 48))
+    return path
+
+
+def _setup(store, **data_kwargs):
+    data = CubeDataModule(
+        str(store), crop_size=(8, 32, 32), batch_size=2, samples_per_epoch=8, num_workers=0, **data_kwargs
+    )
+    model = TCuPGAN(data.in_channels, data.out_channels, data.class_names, **SMALL_MODEL)
+    return data, model
+
+
+def _trainer(tmp_path, **kwargs):
+    options = {
+        "accelerator": "cpu",
+        "devices": 1,
+        "max_epochs": 1,
+        "logger": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "default_root_dir": tmp_path,
+    }
+    return L.Trainer(**{**options, **kwargs})
+
+
+def test_targets_from_labels():
+    label = np.array([[[0, 1, 2, 3]]], np.uint8)
+    brats = label_to_target(label, "brats", 3)
+    np.testing.assert_array_equal(brats[:, 0, 0], [[0, 0, 0, 1], [0, 1, 0, 1], [0, 1, 1, 1]])  # ET, TC, WT
+    multi = label_to_target(label, "multilabel", 2)
+    np.testing.assert_array_equal(multi[:, 0, 0], [[0, 1, 0, 1], [0, 0, 1, 1]])
+
+
+@pytest.mark.parametrize("name", ["dicece", "dicefocal", "focal_tversky"])
+def test_seg_losses_accept_soft_targets(name):
+    loss = make_seg_loss(name)
+    logits = torch.zeros(1, 2, 1, 8, 8, requires_grad=True)
+    fractions = torch.rand(1, 2, 1, 8, 8)  # vote fractions, not 0/1
+    value = loss(logits, fractions)
+    value.backward()
+    assert torch.isfinite(value) and logits.grad.abs().sum() > 0
+
+
+def test_optimisation_steps_lower_generator_loss(store):
+    data, model = _setup(store)
+    data.setup("fit")
+    batch = next(iter(data.train_dataloader()))
+    assert batch["image"].shape == (2, 1, 8, 32, 32) and batch["target"].shape == (2, 1, 8, 32, 32)
+    opt = torch.optim.Adam(model.generator.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(25):
+        loss = model.seg_loss(model.generator(batch["image"]), batch["target"])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
+
+
+def test_fit_logs_metrics_figures_and_resumes_from_checkpoint(store, tmp_path):
+    data, model = _setup(store)
+    logger = L.pytorch.loggers.CSVLogger(tmp_path)
+    ckpt = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
+    trainer = _trainer(tmp_path, max_epochs=2, logger=logger, callbacks=[ckpt])
+    before = {k: v.clone() for k, v in model.generator.state_dict().items()}
+    trainer.fit(model, data)
+    after = model.generator.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    metrics = trainer.callback_metrics
+    for key in ("val/dice", "val/dice_lipid_droplet", "val/d_real", "val/d_fake", "train/d_loss_epoch"):
+        assert key in metrics and torch.isfinite(metrics[key]), key
+    assert sorted(p.name for p in (tmp_path / "lightning_logs" / "version_0" / "val_figures").iterdir()) == [
+        "epoch000.png",
+        "epoch001.png",
+    ]
+    steps = trainer.global_step
+    assert steps == 2 * 4 * 2  # 2 epochs x 4 batches x (generator + discriminator step)
+
+    data2, model2 = _setup(store)
+    resumed = _trainer(tmp_path, max_epochs=3)
+    resumed.fit(model2, data2, ckpt_path=str(tmp_path / "ckpt" / "last.ckpt"))
+    assert resumed.current_epoch == 3 and resumed.global_step == steps + 8
+    sched = resumed.lr_scheduler_configs[0].scheduler
+    assert sched.last_epoch == 3  # learning-rate schedule resumed too
+
+
+def test_nan_in_batch_is_caught(store, tmp_path):
+    cube = CubeStore(store)[CubeStore(store).names(split="train")[0]]
+    data, model = _setup(store)
+    data.setup("fit")
+    batch = next(iter(data.train_dataloader()))
+    batch["image"][0, 0, 2, 3, 3] = float("nan")
+    trainer = _trainer(tmp_path)
+    trainer.strategy.connect(model)
+    model.trainer = trainer
+    trainer.strategy._lightning_optimizers = None
+    model.optimizers = lambda: [
+        torch.optim.SGD(model.generator.parameters(), lr=0.1),
+        torch.optim.SGD(model.discriminator.parameters(), lr=0.1),
+    ]
+    with pytest.raises(TrainingDivergedError, match="input batch") as info:
+        model.training_step(batch, 0)
+    assert cube.name in str(info.value) or "cubes:" in str(info.value)
+
+
+def test_diverging_loss_stops_training(store, tmp_path):
+    data, model = _setup(store)
+    model.hparams.seg_weight = float("inf")
+    trainer = _trainer(
+        tmp_path,
+        enable_checkpointing=True,
+        callbacks=[L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path / "ck")],
+    )
+    with pytest.raises(TrainingDivergedError, match="generator loss"):
+        trainer.fit(model, data)
+    assert not (tmp_path / "ck").exists() or not any((tmp_path / "ck").iterdir())
+
+
+def test_ddp_two_cpu_processes(store, tmp_path):
+    """`tcupgan fit` under DDP with 2 CPU processes (gloo) runs a few steps and writes a checkpoint."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "tcupgan.cli.main",
+        "fit",
+        f"--data.store={store}",
+        "--data.num_workers=0",
+        "--data.crop_size=[8,32,32]",
+        "--data.samples_per_epoch=8",
+        "--data.batch_size=1",
+        "--model.widths=[4,8]",
+        "--model.disc_width=4",
+        "--model.disc_layers=2",
+        "--model.val_roi=[8,32,32]",
+        "--trainer.accelerator=cpu",
+        "--trainer.devices=2",
+        "--trainer.strategy=ddp_find_unused_parameters_true",
+        "--trainer.max_epochs=1",
+        "--trainer.enable_progress_bar=false",
+        f"--trainer.default_root_dir={tmp_path}",
+        "--trainer.logger=false",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "distributed_backend=gloo" in proc.stderr + proc.stdout
+    assert list(tmp_path.rglob("*.ckpt"))
