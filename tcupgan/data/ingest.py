@@ -89,15 +89,16 @@ def _run(
             report.skipped.append(name)
             continue
         image, label, attrs = load(name, source)
-        validate_cube(
-            name,
-            image,
-            label,
-            task=spec.task,
-            n_channels=len(spec.channel_names),
-            n_classes=len(spec.class_names),
-        )
-        store = store or spec.open(store_path)
+        if store is None:  # validate before the store exists, so a bad first case leaves nothing behind
+            validate_cube(
+                name,
+                image,
+                label,
+                task=spec.task,
+                n_channels=len(spec.channel_names),
+                n_classes=len(spec.class_names),
+            )
+            store = spec.open(store_path)
         store.write_cube(name, image, label, attrs=attrs, overwrite=overwrite)
         report.written.append(name)
     return report
