@@ -16,6 +16,7 @@ COMMANDS = [
     ["ingest", "images"],
     ["export"],
     ["show"],
+    ["predict"],
 ]
 
 
@@ -56,3 +57,11 @@ def test_errors_are_one_line_without_traceback(tmp_path):
         text=True,
     )
     assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+def test_fit_help_lists_model_and_data_options(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "--model.widths" in out and "--data.store" in out and "--trainer.max_epochs" in out

@@ -101,6 +101,16 @@ def cmd_export(args: argparse.Namespace) -> None:
     print(f"wrote {path}")
 
 
+def cmd_predict(args: argparse.Namespace) -> None:
+    from tcupgan.inference import predict_store
+
+    report = predict_store(
+        args.ckpt, args.store, cubes=args.cubes, split=args.split, roi=args.roi, overlap=args.overlap,
+        tta=args.tta, overwrite=args.overwrite, device=args.device,
+    )  # fmt: skip
+    print(f"{args.store}: {report}")
+
+
 def cmd_show(args: argparse.Namespace) -> None:
     from tcupgan.data import CubeStore
     from tcupgan.viz import show_cube
@@ -187,6 +197,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", required=True, help="output file: .nii.gz, .nii, .tif or .png")
     p.add_argument("--what", default="image", help="array to export: image, label, prediction, ...")
     p.add_argument("--channel", help="export one channel (name such as t1c, or index)")
+
+    p = _add(
+        sub, "predict", "Predict cubes of a store with a checkpoint: probabilities, masks, per-slice scores.",
+        "tcupgan predict --ckpt runs/demo/lightning_logs/version_0/checkpoints/last.ckpt \\\n"
+        "    --store demo.zarr --split test",
+        cmd_predict,
+    )  # fmt: skip
+    p.add_argument("--ckpt", required=True, help="training checkpoint (.ckpt from `tcupgan fit`)")
+    p.add_argument("--store", required=True, help="cube store to read and write")
+    p.add_argument("--cubes", nargs="+", help="cube names (default: all, or --split)")
+    p.add_argument("--split", choices=["train", "val", "test"], help="predict the cubes of one split")
+    p.add_argument(
+        "--roi", type=int, nargs=3, metavar=("D", "H", "W"), help="sliding window (default: val_roi)"
+    )
+    p.add_argument("--overlap", type=float, default=0.25, help="sliding-window overlap (default 0.25)")
+    p.add_argument("--tta", action="store_true", help="average in-plane flips (4x slower)")
+    p.add_argument("--overwrite", action="store_true", help="redo cubes this checkpoint already predicted")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
 
     p = _add(
         sub, "show", "Save a PNG of a few slices of a cube with its label outlined.",

@@ -57,6 +57,8 @@ def default_chunks(shape: Sequence[int], plane: int = 256, depth: int = 2) -> tu
     256-pixel tilings; this one reads random slices fastest short of one-slice chunks, which halve
     crop speed).
     """
+    if len(shape) < 3:  # per-slice vectors and small tables: one chunk
+        return tuple(max(1, int(s)) for s in shape)
     *lead, d, h, w = (int(s) for s in shape)
     return (*lead, max(1, min(d, depth)), max(1, min(h, plane)), max(1, min(w, plane)))
 

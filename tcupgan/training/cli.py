@@ -6,6 +6,7 @@ names a store and the network's choices, never channel counts that could disagre
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 from lightning.pytorch.cli import LightningCLI
@@ -24,6 +25,8 @@ class TCuPGANCLI(LightningCLI):
 
 def run_fit(argv: Sequence[str]) -> TCuPGANCLI:
     """Run ``fit`` with LightningCLI arguments, e.g. ``["--config", "configs/demo.yaml"]``."""
+    # `tcupgan fit ...` hands its own command line over; LightningCLI would warn that it also sees sys.argv
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter", category=UserWarning)
     return TCuPGANCLI(
         TCuPGAN,
         CubeDataModule,

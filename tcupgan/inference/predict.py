@@ -1,0 +1,213 @@
+"""Whole-cube prediction into the store, memory bounded by blocks, resumable and idempotent.
+
+A cube is processed in blocks (a few sliding windows each, plus a context margin on every side that
+is read but not written), so peak memory depends on the window size, not the cube size. Inside a block
+MONAI's ``sliding_window_inference`` blends windows with Gaussian weights; across blocks the margins
+give each written voxel the same context it would have in one pass (the U-Net "overlap-tile" scheme).
+
+Per cube it writes, each atomically:
+  * ``probability`` uint8 (K, D, H, W): sigmoid x 255 (compact: 1/4 of float32, 0.4% resolution);
+  * ``prediction`` uint8 (D, H, W): the hard mask by the task's rule (binary threshold, BraTS regions
+    → labels 1/2/3, multilabel bit flags);
+  * ``slice_scores`` float32 (D,): the discriminator's realness of (image, predicted mask) per slice;
+  * ``slice_entropy`` float32 (D,): mean binary predictive entropy per slice (bits).
+The arrays record the checkpoint's fingerprint; a cube already predicted by the same checkpoint is
+skipped, so an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from monai.inferers import sliding_window_inference
+from tqdm.auto import tqdm
+
+from tcupgan.data.store import CubeStore
+from tcupgan.data.transforms import normalise
+from tcupgan.errors import InputError, StoreError
+
+__all__ = ["PredictReport", "checkpoint_fingerprint", "load_model", "predict_store", "hard_labels"]
+
+log = logging.getLogger(__name__)
+OUTPUTS = ("probability", "prediction", "slice_scores", "slice_entropy")
+
+
+@dataclass
+class PredictReport:
+    predicted: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return f"{len(self.predicted)} cube(s) predicted, {len(self.skipped)} already done by this checkpoint"
+
+
+def checkpoint_fingerprint(path: str | Path) -> str:
+    """SHA-256 of the checkpoint file: what 'already predicted by the same checkpoint' means."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def load_model(ckpt: str | Path, device: str | torch.device = "cpu"):
+    """Load a TCuP-GAN training checkpoint for inference; refuses files that are not one."""
+    from tcupgan.training.module import TCuPGAN
+
+    path = Path(ckpt)
+    if not path.is_file():
+        raise InputError(f"checkpoint '{path}' does not exist; train one with `tcupgan fit`")
+    try:
+        model = TCuPGAN.load_from_checkpoint(str(path), map_location=device)
+    except Exception as err:  # torch.load raises many types for files that are not checkpoints
+        raise InputError(
+            f"'{path}' is not a tcupgan training checkpoint ({err.__class__.__name__}: {err})"
+        ) from err
+    return model.eval().to(device)
+
+
+def hard_labels(prob: np.ndarray, task: str, threshold: float = 0.5) -> np.ndarray:
+    """(K, ...) probabilities → uint8 labels: binary mask, BraTS labels 1/2/3, or multilabel bit flags.
+
+    BraTS regions nest (ET ⊂ TC ⊂ WT): WT without TC is oedema (2), TC without ET necrosis (1), ET is 3.
+    """
+    on = prob > threshold
+    if task == "binary":
+        return on[0].astype(np.uint8)
+    if task == "brats":
+        et, tc, wt = on
+        labels = np.where(wt, 2, 0)
+        labels = np.where(tc | et, 1, labels)
+        return np.where(et, 3, labels).astype(np.uint8)
+    return sum(on[k].astype(np.uint8) << k for k in range(len(on))).astype(np.uint8)
+
+
+def _starts(size: int, core: int) -> list[int]:
+    return list(range(0, size, core))
+
+
+def _binary_entropy(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return -(p * np.log2(p) + (1 - p) * np.log2(1 - p))
+
+
+@torch.no_grad()
+def predict_cube(
+    model,
+    store: CubeStore,
+    name: str,
+    *,
+    roi: Sequence[int],
+    overlap: float = 0.25,
+    tta: bool = False,
+    block_windows: int = 2,
+    fingerprint: str = "",
+    overwrite: bool = False,
+) -> None:
+    """Predict one cube block by block and write the four output arrays atomically."""
+    cube = store[name]
+    attrs = cube.attrs
+    _, d, h, w = cube.shape
+    roi = [min(int(r), s) for r, s in zip(roi, (d, h, w), strict=True)]
+    margin = [r // 4 if r < s else 0 for r, s in zip(roi, (d, h, w), strict=True)]
+    core = [max(1, r * block_windows - 2 * m) for r, m in zip(roi, margin, strict=True)]
+    k = model.hparams.out_channels
+    device = next(model.parameters()).device
+    score_sum, score_n = np.zeros(d), np.zeros(d)
+    entropy_sum = np.zeros(d)
+    meta = {"checkpoint": fingerprint, "roi": roi, "overlap": overlap, "tta": tta}
+
+    def network(x: torch.Tensor) -> torch.Tensor:
+        prob = torch.sigmoid(model.generator(x))
+        if tta:  # in-plane flips only: depth order is the ConvLSTM's direction
+            for dims in ((3,), (4,), (3, 4)):
+                prob = prob + torch.sigmoid(model.generator(x.flip(dims))).flip(dims)
+            prob = prob / 4
+        return prob
+
+    with (
+        store.array_writer(
+            name, "probability", (k, d, h, w), "uint8", attrs=meta, overwrite=overwrite
+        ) as prob_out,
+        store.array_writer(
+            name, "prediction", (d, h, w), "uint8", attrs=meta, overwrite=overwrite
+        ) as label_out,
+    ):
+        for z0, y0, x0 in itertools.product(*(_starts(s, c) for s, c in zip((d, h, w), core, strict=True))):
+            lo = [max(0, a - m) for a, m in zip((z0, y0, x0), margin, strict=True)]
+            hi = [min(s, a + c + m) for a, c, m, s in zip((z0, y0, x0), core, margin, (d, h, w), strict=True)]
+            block = normalise(cube.image[:, lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]], attrs)
+            x = torch.from_numpy(block)[None].to(device)
+            prob = sliding_window_inference(x, roi, 4, network, overlap=overlap, mode="gaussian")
+            patches = torch.sigmoid(model.discriminator(x, prob))  # (1, 1, dz, ph, pw)
+            realness = F.interpolate(patches, size=x.shape[2:], mode="nearest")[0, 0].cpu().numpy()
+            prob = prob[0].cpu().numpy()
+            inner = tuple(
+                slice(a - lo_, min(a + c, s) - lo_)
+                for a, lo_, c, s in zip((z0, y0, x0), lo, core, (d, h, w), strict=True)
+            )
+            zc = slice(z0, min(z0 + core[0], d))
+            out = tuple(
+                slice(a, min(a + c, s)) for a, c, s in zip((z0, y0, x0), core, (d, h, w), strict=True)
+            )
+            core_prob = prob[(slice(None), *inner)]
+            prob_out[(slice(None), *out)] = np.round(core_prob * 255).astype(np.uint8)
+            label_out[out] = hard_labels(core_prob, store.task)
+            entropy_sum[zc] += _binary_entropy(core_prob).mean(axis=0).sum(axis=(1, 2))
+            score_sum[zc] += realness[inner].sum(axis=(1, 2))
+            score_n[zc] += (out[1].stop - out[1].start) * (out[2].stop - out[2].start)
+    store.write_array(
+        name, "slice_scores", (score_sum / score_n).astype(np.float32), attrs=meta, overwrite=True
+    )
+    store.write_array(
+        name, "slice_entropy", (entropy_sum / (h * w)).astype(np.float32), attrs=meta, overwrite=True
+    )
+
+
+def predict_store(
+    ckpt: str | Path,
+    store_path: str | Path,
+    *,
+    cubes: Sequence[str] | None = None,
+    split: str | None = None,
+    roi: Sequence[int] | None = None,
+    overlap: float = 0.25,
+    tta: bool = False,
+    overwrite: bool = False,
+    device: str = "cpu",
+) -> PredictReport:
+    """Predict every selected cube of a store with a checkpoint; skips cubes this checkpoint already did."""
+    store = CubeStore(store_path, mode="r+")
+    names = list(cubes) if cubes else store.names(split=split)
+    missing = [n for n in names if n not in store]
+    if missing:
+        raise StoreError(f"no cubes {missing[:5]} in '{store.path}' (see `tcupgan info`)")
+    model = load_model(ckpt, device)
+    if model.hparams.in_channels != len(store.channel_names):
+        raise InputError(
+            f"checkpoint expects {model.hparams.in_channels} channel(s), store '{store.path}' has "
+            f"{len(store.channel_names)} ({store.channel_names}); predict with a model trained on such data"
+        )
+    roi = roi or model.hparams.val_roi or (16, 128, 128)
+    fingerprint = checkpoint_fingerprint(ckpt)
+    report = PredictReport()
+    for name in tqdm(names, desc="predict", unit="cube", disable=None):
+        cube = store[name]
+        done = "slice_entropy" in cube and cube["slice_entropy"].attrs.get("checkpoint") == fingerprint
+        if done and not overwrite:
+            report.skipped.append(name)
+            continue
+        redo = overwrite or any(key in cube for key in OUTPUTS)  # outputs of another checkpoint or a crash
+        predict_cube(
+            model, store, name, roi=roi, overlap=overlap, tta=tta, fingerprint=fingerprint, overwrite=redo
+        )
+        report.predicted.append(name)
+    return report

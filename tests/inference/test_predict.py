@@ -1,0 +1,108 @@
+import lightning as L
+import numpy as np
+import pytest
+
+from tcupgan.cli.main import main
+from tcupgan.data import CubeStore, synthesize
+from tcupgan.errors import InputError
+from tcupgan.inference import hard_labels, predict_store
+from tcupgan.inference import predict as predict_mod
+from tcupgan.training import CubeDataModule, TCuPGAN
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A store with cubes of awkward sizes and a checkpoint of a few real training steps."""
+    root = tmp_path_factory.mktemp("predict")
+    store = root / "fc.zarr"
+    synthesize("fatchecker", store, n=3, seed=0, shape=(10, 50, 45))  # not a multiple of the window
+    data = CubeDataModule(str(store), crop_size=(8, 32, 32), batch_size=1, samples_per_epoch=4, num_workers=0)
+    model = TCuPGAN(1, 1, ["lipid droplet"], widths=(4, 8), disc_width=4, disc_layers=2, val_roi=(8, 32, 32))
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+    )
+    trainer.fit(model, data)
+    ckpt = root / "model.ckpt"
+    trainer.save_checkpoint(ckpt)
+    return store, ckpt
+
+
+def test_predict_writes_outputs_for_odd_sizes(trained):
+    store_path, ckpt = trained
+    report = predict_store(ckpt, store_path, roi=(8, 32, 32))
+    assert len(report.predicted) == 3
+    cube = CubeStore(store_path)["fatchecker-s0-0000"]
+    assert cube["probability"].shape == (1, 10, 50, 45) and cube["probability"].dtype == np.uint8
+    pred = cube["prediction"][...]
+    assert pred.shape == (10, 50, 45) and set(np.unique(pred)) <= {0, 1}
+    np.testing.assert_array_equal(pred, (cube["probability"][0] > 127).astype(np.uint8))
+    scores, entropy = cube["slice_scores"][...], cube["slice_entropy"][...]
+    assert scores.shape == (10,) and scores.min() >= 0 and scores.max() <= 1
+    assert entropy.shape == (10,) and entropy.min() >= 0 and entropy.max() <= 1
+
+
+def test_rerun_skips_and_interrupted_run_resumes(trained, tmp_path, monkeypatch):
+    _, ckpt = trained
+    store_path = tmp_path / "fresh.zarr"
+    synthesize("fatchecker", store_path, n=3, seed=0, shape=(10, 50, 45))
+    names = CubeStore(store_path).names()
+    real = predict_mod.predict_cube
+    calls = []
+
+    def crash_mid_second_cube(model, store, name, **kwargs):
+        calls.append(name)
+        if len(calls) == 2:  # die inside the second cube, after its probability writer started
+            with store.array_writer(name, "probability", (1, 10, 50, 45), "uint8"):
+                raise KeyboardInterrupt
+        return real(model, store, name, **kwargs)
+
+    monkeypatch.setattr(predict_mod, "predict_cube", crash_mid_second_cube)
+    with pytest.raises(KeyboardInterrupt):
+        predict_store(ckpt, store_path, roi=(8, 32, 32))
+    monkeypatch.setattr(predict_mod, "predict_cube", real)
+    store = CubeStore(store_path)
+    assert "slice_entropy" in store[names[0]] and store[names[1]].keys() == ["image", "label"]  # nothing half
+    report = predict_store(ckpt, store_path, roi=(8, 32, 32))
+    assert report.skipped == names[:1] and report.predicted == names[1:]
+    assert predict_store(ckpt, store_path, roi=(8, 32, 32)).skipped == names
+
+
+def test_wrong_checkpoint_is_refused(trained, tmp_path):
+    store_path, _ = trained
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(InputError, match="not a tcupgan training checkpoint"):
+        predict_store(bad, store_path)
+    with pytest.raises(InputError, match="does not exist"):
+        predict_store(tmp_path / "none.ckpt", store_path)
+
+
+def test_cli_predict(trained, capsys):
+    store_path, ckpt = trained
+    args = [
+        "predict",
+        "--ckpt",
+        str(ckpt),
+        "--store",
+        str(store_path),
+        "--split",
+        "val",
+        "--roi",
+        "8",
+        "32",
+        "32",
+    ]
+    assert main(args) == 0
+    assert "already done" in capsys.readouterr().out
+
+
+def test_hard_labels_follow_task_rules():
+    prob = np.array([[0.9, 0.2, 0.1, 0.8], [0.9, 0.7, 0.1, 0.9], [0.9, 0.9, 0.9, 0.95]])[:, None, None, :]
+    np.testing.assert_array_equal(hard_labels(prob, "brats")[0, 0], [3, 1, 2, 3])  # ET, TC, WT nested
+    np.testing.assert_array_equal(hard_labels(prob[:2], "multilabel")[0, 0], [3, 2, 0, 3])
