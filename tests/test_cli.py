@@ -17,6 +17,7 @@ COMMANDS = [
     ["export"],
     ["show"],
     ["predict"],
+    ["evaluate"],
 ]
 
 

@@ -11,7 +11,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from tcupgan.errors import TcupganError
+from tcupgan.errors import ConfigError, TcupganError
 
 log = logging.getLogger("tcupgan")
 
@@ -102,13 +102,36 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    from tcupgan.inference import predict_store
+    from tcupgan.inference.predict import predict_files, predict_store
 
+    options = {"roi": args.roi, "overlap": args.overlap, "tta": args.tta, "min_size": args.min_size}
+    if args.input:
+        if not args.out:
+            raise ConfigError("--input needs --out, the folder for the predicted label maps")
+        for path in predict_files(args.ckpt, args.input, args.out, device=args.device, **options):
+            print(f"wrote {path}")
+        return
+    if not args.store:
+        raise ConfigError("give --store STORE, or --input FILES --out DIR for a quick run without a store")
     report = predict_store(
-        args.ckpt, args.store, cubes=args.cubes, split=args.split, roi=args.roi, overlap=args.overlap,
-        tta=args.tta, overwrite=args.overwrite, device=args.device,
+        args.ckpt, args.store, cubes=args.cubes, split=args.split, overwrite=args.overwrite,
+        device=args.device, **options,
     )  # fmt: skip
     print(f"{args.store}: {report}")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from tcupgan.metrics.evaluate import evaluate_store
+
+    summary = evaluate_store(
+        args.store, args.out, cubes=args.cubes, split=args.split, metrics=args.metrics.split(","),
+        challenge=args.challenge,
+    )  # fmt: skip
+    print(f"{'region':<16} {'metric':<14} {'n':>4} {'mean':>9} {'median':>9} {'std':>9}")
+    for row in summary:
+        stats = " ".join(f"{row[k]:>9.4g}" for k in ("mean", "median", "std"))
+        print(f"{row['region']:<16} {row['metric']:<14} {row['n']:>4} {stats}")
+    print(f"wrote {args.out}: per_cube.csv, summary.csv, dice_distribution.png, worst_slices.png")
 
 
 def cmd_show(args: argparse.Namespace) -> None:
@@ -205,7 +228,11 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_predict,
     )  # fmt: skip
     p.add_argument("--ckpt", required=True, help="training checkpoint (.ckpt from `tcupgan fit`)")
-    p.add_argument("--store", required=True, help="cube store to read and write")
+    p.add_argument("--store", help="cube store to read and write")
+    p.add_argument(
+        "--input", nargs="+", help="quick run without a store: NIfTI/TIFF/image files or BraTS folders"
+    )
+    p.add_argument("--out", help="with --input: folder for the predicted label maps")
     p.add_argument("--cubes", nargs="+", help="cube names (default: all, or --split)")
     p.add_argument("--split", choices=["train", "val", "test"], help="predict the cubes of one split")
     p.add_argument(
@@ -213,8 +240,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--overlap", type=float, default=0.25, help="sliding-window overlap (default 0.25)")
     p.add_argument("--tta", action="store_true", help="average in-plane flips (4x slower)")
+    p.add_argument("--min-size", type=int, default=0, help="drop predicted components under N voxels (off)")
     p.add_argument("--overwrite", action="store_true", help="redo cubes this checkpoint already predicted")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+
+    p = _add(
+        sub, "evaluate", "Score predictions against labels: Dice, HD95 and BraTS 2023 lesion-wise metrics.",
+        "tcupgan evaluate --store demo.zarr --split test --out report/", cmd_evaluate,
+    )  # fmt: skip
+    p.add_argument("--store", required=True, help="cube store with labels and predictions")
+    p.add_argument("--cubes", nargs="+", help="cube names (default: all, or --split)")
+    p.add_argument("--split", choices=["train", "val", "test"], help="evaluate the cubes of one split")
+    p.add_argument("--metrics", default="dice,hd95,lesionwise", help="comma-separated: dice,hd95,lesionwise")
+    p.add_argument("--challenge", default="GLI", choices=["GLI", "SSA", "PED", "MEN", "MET"],
+                   help="BraTS challenge: lesion dilation and minimum volume (default GLI)")  # fmt: skip
+    p.add_argument("--out", required=True, help="folder for CSV tables and PNG figures")
 
     p = _add(
         sub, "show", "Save a PNG of a few slices of a cube with its label outlined.",

@@ -19,7 +19,7 @@ __all__ = ["TCuPGANCLI", "run_fit"]
 
 class TCuPGANCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
-        for field in ("in_channels", "out_channels", "class_names"):
+        for field in ("in_channels", "out_channels", "class_names", "task"):
             parser.link_arguments(f"data.{field}", f"model.{field}", apply_on="instantiate")
 
 

@@ -58,6 +58,7 @@ class TCuPGAN(L.LightningModule):
         in_channels: image channels (linked from the data module's store).
         out_channels: label channels (linked from the store's task).
         class_names: names of the output channels, for logs.
+        task: the store's task (binary, brats, multilabel); prediction turns probabilities into labels by it.
         widths: generator ConvLSTM widths per level (paper: 16, 32, 48, 64, 128).
         bidirectional: ConvLSTMs walk the slices both ways.
         dropout: generator dropout after encoder levels.
@@ -82,6 +83,7 @@ class TCuPGAN(L.LightningModule):
         in_channels: int = 1,
         out_channels: int = 1,
         class_names: list[str] | None = None,
+        task: str = "binary",
         widths: tuple[int, ...] = (16, 32, 48, 64, 128),
         bidirectional: bool = False,
         dropout: float = 0.0,

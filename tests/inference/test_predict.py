@@ -1,12 +1,17 @@
+import csv
+
 import lightning as L
+import nibabel as nib
 import numpy as np
 import pytest
 
 from tcupgan.cli.main import main
-from tcupgan.data import CubeStore, synthesize
+from tcupgan.data import CubeStore, export_cube, synthesize
+from tcupgan.data.export import cube_affine
 from tcupgan.errors import InputError
 from tcupgan.inference import hard_labels, predict_store
 from tcupgan.inference import predict as predict_mod
+from tcupgan.inference.predict import remove_small_components
 from tcupgan.training import CubeDataModule, TCuPGAN
 
 
@@ -106,3 +111,80 @@ def test_hard_labels_follow_task_rules():
     prob = np.array([[0.9, 0.2, 0.1, 0.8], [0.9, 0.7, 0.1, 0.9], [0.9, 0.9, 0.9, 0.95]])[:, None, None, :]
     np.testing.assert_array_equal(hard_labels(prob, "brats")[0, 0], [3, 1, 2, 3])  # ET, TC, WT nested
     np.testing.assert_array_equal(hard_labels(prob[:2], "multilabel")[0, 0], [3, 2, 0, 3])
+
+
+def test_evaluate_and_export_prediction(trained, tmp_path, capsys):
+    store_path, ckpt = trained
+    predict_store(ckpt, store_path, roi=(8, 32, 32))
+    out = tmp_path / "report"
+    assert main(["evaluate", "--store", str(store_path), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "lesion_dice" in printed and "lipid droplet" in printed
+    with open(out / "per_cube.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 3 and {"dice", "hd95", "lesion_dice", "lesion_hd95", "tp", "fp", "fn"} <= set(rows[0])
+    store = CubeStore(store_path)
+    cube = store[rows[0]["cube"]]
+    pred, truth = cube["prediction"][...] > 0, cube.label[...] > 0
+    expected = (
+        1.0 if not (pred.any() or truth.any()) else 2 * (pred & truth).sum() / (pred.sum() + truth.sum())
+    )
+    assert float(rows[0]["dice"]) == pytest.approx(expected, abs=1e-6)
+    for name in ("summary.csv", "dice_distribution.png", "worst_slices.png"):
+        assert (out / name).stat().st_size > 0
+    nii = export_cube(store_path, cube.name, tmp_path / "pred.nii.gz", what="prediction")
+    img = nib.load(str(nii))
+    np.testing.assert_array_equal(np.asanyarray(img.dataobj), cube["prediction"][...].transpose(2, 1, 0))
+    np.testing.assert_allclose(img.affine, cube_affine(cube.attrs))
+
+
+def test_remove_small_components_per_region():
+    labels = np.zeros((10, 20, 20), np.uint8)
+    labels[1:5, 1:5, 1:5] = 2  # 64 voxels: kept
+    labels[8, 15, 15] = 2  # a speck
+    labels[2:4, 2:4, 2:4] = 3  # 8 voxels of another region inside: removed at min_size 10
+    cleaned = remove_small_components(labels, "brats", 10)
+    assert cleaned[8, 15, 15] == 0 and (cleaned == 3).sum() == 0 and (cleaned == 2).sum() == 64 - 8
+    assert remove_small_components(labels, "brats", 0) is labels
+
+
+def test_min_size_cleans_the_stored_prediction_and_changes_settings(trained, tmp_path):
+    _, ckpt = trained
+    store_path = tmp_path / "pp.zarr"
+    synthesize("fatchecker", store_path, n=1, seed=0, shape=(10, 50, 45))
+    predict_store(ckpt, store_path, roi=(8, 32, 32))
+    name = CubeStore(store_path).names()[0]
+    report = predict_store(ckpt, store_path, roi=(8, 32, 32), min_size=10**6)
+    assert report.predicted == [name]  # other settings: not skipped
+    cube = CubeStore(store_path)[name]
+    assert not cube["prediction"][...].any() and cube["prediction"].attrs["min_size"] == 10**6
+
+
+def test_predict_files_without_a_store(trained, tmp_path, capsys):
+    _, ckpt = trained
+    volume = np.random.default_rng(0).integers(0, 200, (45, 50, 10)).astype(np.int16)
+    affine = np.diag([0.8, 0.8, 2.0, 1.0])
+    nib.save(nib.Nifti1Image(volume, affine), str(tmp_path / "scan.nii.gz"))
+    assert (
+        main(
+            [
+                "predict",
+                "--ckpt",
+                str(ckpt),
+                "--input",
+                str(tmp_path / "scan.nii.gz"),
+                "--out",
+                str(tmp_path / "out"),
+                "--roi",
+                "8",
+                "32",
+                "32",
+            ]
+        )
+        == 0
+    )
+    assert "scan_pred.nii.gz" in capsys.readouterr().out
+    pred = nib.load(str(tmp_path / "out" / "scan_pred.nii.gz"))
+    assert pred.shape == volume.shape and pred.get_data_dtype() == np.uint8
+    np.testing.assert_allclose(pred.affine, affine)
+    assert main(["predict", "--ckpt", str(ckpt), "--input", str(tmp_path / "scan.nii.gz")]) == 2

@@ -1,0 +1,102 @@
+"""Peak memory of ``predict`` on a large cube vs a small one, same model and window.
+
+Each prediction runs in a fresh process that reports its own peak RSS; an idle process that only imports
+tcupgan and loads the model is the baseline that both include. Target: the 1 x 64 x 1024 x 1024 cube
+costs < 1.5x the peak of the 1 x 64 x 256 x 256 one (16x the voxels). Prints one JSON object.
+
+    python tools/bench/predict_memory.py           # 64 x 1024^2 vs 64 x 256^2 (a few minutes on 2 cores)
+    python tools/bench/predict_memory.py --tiny    # seconds; what the test suite runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+
+from tcupgan.data import CubeStore, make_scene
+from tcupgan.training import TCuPGAN
+
+_CHILD = """
+import resource, sys
+from tcupgan.inference import predict_store, load_model
+ckpt, store, cube, d, h, w = sys.argv[1:7]
+if cube == "-":
+    load_model(ckpt)
+else:
+    predict_store(ckpt, store, cubes=[cube], roi=(int(d), int(h), int(w)))
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KiB on Linux
+"""
+
+
+def save_checkpoint(path: Path, widths: tuple[int, ...]) -> Path:
+    """A Lightning-format checkpoint of an untrained model: memory does not depend on the weights."""
+    model = TCuPGAN(1, 1, ["fg"], widths=widths, disc_width=4, disc_layers=2)
+    torch.save(
+        {"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
+         "pytorch-lightning_version": L.__version__},
+        path,
+    )  # fmt: skip
+    return path
+
+
+def peak_rss_mb(ckpt: Path, store: Path, cube: str, roi: tuple[int, int, int]) -> float:
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(ckpt), str(store), cube, *map(str, roi)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return int(out.stdout.strip().splitlines()[-1]) / 1024
+
+
+def run(small: tuple[int, int, int], large: tuple[int, int, int], roi: tuple[int, int, int]) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        store = CubeStore.create(tmp / "s.zarr", task="binary", channel_names=["em"], class_names=["fg"])
+        tile, label, _, _ = make_scene("fatchecker", 0, 0, shape=small)
+        store.write_cube("small", tile, label)
+        reps = (1, 1, large[1] // small[1], large[2] // small[2])
+        store.write_cube("large", np.tile(tile, reps), np.tile(label, reps[1:]))
+        del tile, label
+        ckpt = save_checkpoint(tmp / "model.ckpt", (8, 16))
+        idle = peak_rss_mb(ckpt, tmp / "s.zarr", "-", roi)
+        small_mb = peak_rss_mb(ckpt, tmp / "s.zarr", "small", roi)
+        large_mb = peak_rss_mb(ckpt, tmp / "s.zarr", "large", roi)
+    return {
+        "benchmark": "predict_memory",
+        "baseline": "peak RSS of predict on the small cube (same model, same window)",
+        "small_cube": [1, *small],
+        "large_cube": [1, *large],
+        "roi": list(roi),
+        "idle_process_mb": round(idle, 1),
+        "small_peak_mb": round(small_mb, 1),
+        "large_peak_mb": round(large_mb, 1),
+        "ratio": round(large_mb / small_mb, 2),
+        "ratio_above_idle": round((large_mb - idle) / max(small_mb - idle, 1e-6), 2),
+        "voxel_ratio": round(np.prod(large) / np.prod(small), 1),
+        "target": "ratio < 1.5",
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--tiny", action="store_true", help="tiny sizes for a smoke test")
+    args = parser.parse_args(argv)
+    if args.tiny:
+        result = run((8, 32, 32), (8, 64, 64), (8, 32, 32))
+    else:
+        result = run((64, 256, 256), (64, 1024, 1024), (32, 128, 128))
+    print(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()
