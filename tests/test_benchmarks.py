@@ -29,3 +29,11 @@ def test_predict_memory_tiny_emits_json(capsys):
     printed = json.loads(capsys.readouterr().out)
     assert printed == result and printed["small_peak_mb"] > printed["idle_process_mb"] * 0.5
     assert printed["ratio"] > 0 and printed["voxel_ratio"] == 4.0
+
+
+def test_predict_speed_tiny_emits_json(capsys):
+    from tools.bench import predict_speed
+
+    result = predict_speed.main(["--tiny"])
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == result and printed["tcupgan_voxels_per_s"] > 0 and printed["monai_voxels_per_s"] > 0

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -215,10 +216,22 @@ def predict_store(
     min_size: int = 0,
     overwrite: bool = False,
     device: str = "cpu",
+    rank: int | None = None,
+    world_size: int | None = None,
 ) -> PredictReport:
-    """Predict every selected cube of a store with a checkpoint; skips cubes this checkpoint already did."""
+    """Predict every selected cube of a store with a checkpoint; skips cubes this checkpoint already did.
+
+    Distributed: started once per process (``torchrun``, ``srun``, one per GPU), each process takes every
+    ``world_size``-th cube from ``rank`` (read from the RANK/WORLD_SIZE or SLURM_PROCID/SLURM_NTASKS
+    variables when not given), so each cube has exactly one writer and no process waits on another.
+    """
+    rank = int(rank if rank is not None else os.environ.get("RANK", os.environ.get("SLURM_PROCID", 0)))
+    world_size = int(world_size or os.environ.get("WORLD_SIZE", os.environ.get("SLURM_NTASKS", 1)))
+    if not 0 <= rank < world_size:
+        raise InputError(f"rank {rank} is outside world size {world_size}")
     store = CubeStore(store_path, mode="r+")
     names = list(cubes) if cubes else store.names(split=split)
+    names = names[rank::world_size]
     missing = [n for n in names if n not in store]
     if missing:
         raise StoreError(f"no cubes {missing[:5]} in '{store.path}' (see `tcupgan info`)")

@@ -188,3 +188,15 @@ def test_predict_files_without_a_store(trained, tmp_path, capsys):
     assert pred.shape == volume.shape and pred.get_data_dtype() == np.uint8
     np.testing.assert_allclose(pred.affine, affine)
     assert main(["predict", "--ckpt", str(ckpt), "--input", str(tmp_path / "scan.nii.gz")]) == 2
+
+
+def test_ranks_split_cubes_without_overlap(trained, tmp_path, monkeypatch):
+    _, ckpt = trained
+    store_path = tmp_path / "ranks.zarr"
+    synthesize("fatchecker", store_path, n=3, seed=1, shape=(8, 32, 32))
+    first = predict_store(ckpt, store_path, roi=(8, 32, 32), rank=0, world_size=2)
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    second = predict_store(ckpt, store_path, roi=(8, 32, 32))
+    assert sorted(first.predicted + second.predicted) == CubeStore(store_path).names()
+    assert not set(first.predicted) & set(second.predicted) and len(first.predicted) == 2

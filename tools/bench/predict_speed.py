@@ -1,0 +1,82 @@
+"""Throughput of ``predict`` (cubes/s, voxels/s) vs MONAI sliding-window inference with SegResNet.
+
+Baseline: what a MONAI user would run — ``sliding_window_inference`` with the same window and overlap
+and Gaussian blending over each whole cube (loaded into memory), with MONAI's ``SegResNet``. tcupgan's
+number includes everything ``predict`` does: reading from the store block by block, the discriminator's
+slice scores, entropy and writing four arrays. Prints one JSON object.
+
+    python tools/bench/predict_speed.py            # 4 cubes of 1 x 32 x 128 x 128, demo widths
+    python tools/bench/predict_speed.py --tiny     # seconds; what the test suite runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from monai.inferers import sliding_window_inference
+from monai.networks.nets import SegResNet
+
+from tcupgan.data import CubeStore, synthesize
+from tcupgan.data.transforms import normalise
+from tcupgan.inference import predict_store
+from tools.bench.predict_memory import save_checkpoint
+
+
+def run(n: int, shape: tuple[int, int, int], roi: tuple[int, int, int], widths: tuple[int, ...]) -> dict:
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        synthesize("fatchecker", tmp / "s.zarr", n=n, shape=shape)
+        ckpt = save_checkpoint(tmp / "m.ckpt", widths)
+        start = time.perf_counter()
+        predict_store(ckpt, tmp / "s.zarr", roi=roi, device=device)
+        ours = time.perf_counter() - start
+
+        store = CubeStore(tmp / "s.zarr")
+        net = SegResNet(3, init_filters=8, in_channels=1, out_channels=1).to(device).eval()
+        start = time.perf_counter()
+        with torch.no_grad():
+            for name in store.names():
+                cube = store[name]
+                x = torch.from_numpy(normalise(cube.image[...], cube.attrs))[None].to(device)
+                sliding_window_inference(x, roi, 4, net, overlap=0.25, mode="gaussian")
+        monai = time.perf_counter() - start
+    voxels = n * shape[0] * shape[1] * shape[2]
+    return {
+        "benchmark": "predict_speed",
+        "baseline": "MONAI sliding_window_inference + SegResNet(init_filters=8), same cubes/window/overlap",
+        "device": torch.cuda.get_device_name() if device == "cuda" else platform.processor() or "cpu",
+        "cubes": n,
+        "cube_shape": [1, *shape],
+        "roi": list(roi),
+        "tcupgan_widths": list(widths),
+        "tcupgan_cubes_per_s": round(n / ours, 3),
+        "tcupgan_voxels_per_s": round(voxels / ours),
+        "monai_cubes_per_s": round(n / monai, 3),
+        "monai_voxels_per_s": round(voxels / monai),
+        "ratio": round(monai / ours, 2),
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--tiny", action="store_true", help="tiny sizes for a smoke test")
+    args = parser.parse_args(argv)
+    if args.tiny:
+        result = run(1, (8, 32, 32), (8, 32, 32), (4, 8))
+    else:
+        result = run(4, (32, 128, 128), (32, 64, 64), (8, 16, 32, 64))
+    print(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()
