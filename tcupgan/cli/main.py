@@ -240,7 +240,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--overlap", type=float, default=0.25, help="sliding-window overlap (default 0.25)")
     p.add_argument("--tta", action="store_true", help="average in-plane flips (4x slower)")
-    p.add_argument("--min-size", type=int, default=0, help="drop predicted components under N voxels (off)")
+    p.add_argument(
+        "--min-size", type=_min_size, default=0,
+        help="drop predicted components under N voxels, or per label value: 3=50,1=100 (default off)",
+    )  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="redo cubes this checkpoint already predicted")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
 
@@ -272,6 +275,12 @@ def build_parser() -> argparse.ArgumentParser:
         add_help=False,
     )  # fmt: skip
     return parser
+
+
+def _min_size(text: str) -> int | dict[int, int]:
+    if "=" not in text:
+        return int(text)
+    return {int(k): int(v) for k, v in (item.split("=") for item in text.split(","))}
 
 
 def _common_ingest(p: argparse.ArgumentParser, names: bool = False, label_mode: bool = False) -> None:

@@ -143,9 +143,11 @@ def test_remove_small_components_per_region():
     labels[1:5, 1:5, 1:5] = 2  # 64 voxels: kept
     labels[8, 15, 15] = 2  # a speck
     labels[2:4, 2:4, 2:4] = 3  # 8 voxels of another region inside: removed at min_size 10
-    cleaned = remove_small_components(labels, "brats", 10)
+    cleaned = remove_small_components(labels, 10)
     assert cleaned[8, 15, 15] == 0 and (cleaned == 3).sum() == 0 and (cleaned == 2).sum() == 64 - 8
-    assert remove_small_components(labels, "brats", 0) is labels
+    assert remove_small_components(labels, 0) is labels
+    per_label = remove_small_components(labels, {2: 10, 3: 1})  # keep the small label-3 block
+    assert per_label[8, 15, 15] == 0 and (per_label == 3).sum() == 8
 
 
 def test_min_size_cleans_the_stored_prediction_and_changes_settings(trained, tmp_path):

@@ -9,8 +9,8 @@ Baselines, all on the same input in the same run:
 Measures inference throughput (voxels/s), forward+backward throughput, peak memory (CUDA) and, on CPU,
 the achieved GFLOP/s against a measured matmul peak. Prints one JSON object.
 
-    python tools/bench/model_speed.py              # BraTS widths, 4 -> 3 channels, 1 x 32 x 128 x 128
-    python tools/bench/model_speed.py --tiny       # seconds; what the test suite runs
+    python -m tools.bench.model_speed              # BraTS widths, 4 -> 3 channels, 1 x 32 x 128 x 128
+    python -m tools.bench.model_speed --tiny       # seconds; what the test suite runs
 """
 
 from __future__ import annotations

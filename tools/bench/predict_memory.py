@@ -4,8 +4,8 @@ Each prediction runs in a fresh process that reports its own peak RSS; an idle p
 tcupgan and loads the model is the baseline that both include. Target: the 1 x 64 x 1024 x 1024 cube
 costs < 1.5x the peak of the 1 x 64 x 256 x 256 one (16x the voxels). Prints one JSON object.
 
-    python tools/bench/predict_memory.py           # 64 x 1024^2 vs 64 x 256^2 (a few minutes on 2 cores)
-    python tools/bench/predict_memory.py --tiny    # seconds; what the test suite runs
+    python -m tools.bench.predict_memory           # 64 x 1024^2 vs 64 x 256^2 (a few minutes on 2 cores)
+    python -m tools.bench.predict_memory --tiny    # seconds; what the test suite runs
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ and Gaussian blending over each whole cube (loaded into memory), with MONAI's ``
 number includes everything ``predict`` does: reading from the store block by block, the discriminator's
 slice scores, entropy and writing four arrays. Prints one JSON object.
 
-    python tools/bench/predict_speed.py            # 4 cubes of 1 x 32 x 128 x 128, demo widths
-    python tools/bench/predict_speed.py --tiny     # seconds; what the test suite runs
+    python -m tools.bench.predict_speed            # 4 cubes of 1 x 32 x 128 x 128, demo widths
+    python -m tools.bench.predict_speed --tiny     # seconds; what the test suite runs
 """
 
 from __future__ import annotations

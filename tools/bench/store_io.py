@@ -4,8 +4,8 @@ Baseline: what users do without tcupgan — keep BraTS-style gzipped NIfTI files
 nibabel for every slice or crop they need (gzip has no random access, so each read decompresses the
 file up to the data). Prints one JSON object with reads/s of both and the ratio.
 
-    python tools/bench/store_io.py                 # 6 four-channel 155x240x240 cubes
-    python tools/bench/store_io.py --tiny          # seconds; what the test suite runs
+    python -m tools.bench.store_io                 # 6 four-channel 155x240x240 cubes
+    python -m tools.bench.store_io --tiny          # seconds; what the test suite runs
 """
 
 from __future__ import annotations
