@@ -18,6 +18,8 @@ COMMANDS = [
     ["show"],
     ["predict"],
     ["evaluate"],
+    ["select"],
+    ["render"],
 ]
 
 

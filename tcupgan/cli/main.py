@@ -134,6 +134,26 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}: per_cube.csv, summary.csv, dice_distribution.png, worst_slices.png")
 
 
+def cmd_select(args: argparse.Namespace) -> None:
+    from tcupgan.selection import select_slices, write_selection
+
+    rows = select_slices(
+        args.store, args.budget, strategy=args.strategy, per_cube=args.per_cube, min_gap=args.min_gap,
+        min_content=args.min_content, split=args.split, seed=args.seed,
+    )  # fmt: skip
+    path = write_selection(rows, args.out)
+    print(
+        f"wrote {path}: {len(rows)} slice(s) from {len({r['cube'] for r in rows})} cube(s) by {args.strategy}"
+    )
+
+
+def cmd_render(args: argparse.Namespace) -> None:
+    from tcupgan.zooniverse import render_subjects
+
+    path = render_subjects(args.store, args.selection, args.out, channel=args.channel)
+    print(f"wrote {path} and its frames")
+
+
 def cmd_show(args: argparse.Namespace) -> None:
     from tcupgan.data import CubeStore
     from tcupgan.viz import show_cube
@@ -258,6 +278,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--challenge", default="GLI", choices=["GLI", "SSA", "PED", "MEN", "MET"],
                    help="BraTS challenge: lesion dilation and minimum volume (default GLI)")  # fmt: skip
     p.add_argument("--out", required=True, help="folder for CSV tables and PNG figures")
+
+    p = _add(
+        sub, "select", "Rank slices by how poorly generalised they look and pick a budget for volunteers.",
+        "tcupgan select --store demo.zarr --budget 20 --per-cube 4 --out selection.csv", cmd_select,
+    )  # fmt: skip
+    p.add_argument("--store", required=True, help="cube store with predictions (tcupgan predict)")
+    p.add_argument("--budget", type=int, required=True, help="number of slices to select")
+    p.add_argument(
+        "--strategy", default="discriminator", choices=["discriminator", "entropy", "random", "hybrid"]
+    )
+    p.add_argument("--per-cube", type=int, help="at most this many slices per cube")
+    p.add_argument("--min-gap", type=int, default=2, help="minimum distance between slices of one cube (2)")
+    p.add_argument("--min-content", type=float, default=0.05, help="skip slices with less content (0.05)")
+    p.add_argument("--split", choices=["train", "val", "test"], help="select from the cubes of one split")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random strategy")
+    p.add_argument("--out", required=True, help="selection CSV to write")
+
+    p = _add(
+        sub, "render", "Render selected slices as subject images (raw + proposed mask) with a manifest.",
+        "tcupgan render --store demo.zarr --selection selection.csv --out subjects/", cmd_render,
+    )  # fmt: skip
+    p.add_argument("--store", required=True, help="cube store with predictions")
+    p.add_argument("--selection", required=True, help="CSV from `tcupgan select`")
+    p.add_argument("--out", required=True, help="folder for frames and manifest.csv")
+    p.add_argument("--channel", help="show one channel in grey (e.g. t1c) instead of a colour composite")
 
     p = _add(
         sub, "show", "Save a PNG of a few slices of a cube with its label outlined.",

@@ -1,0 +1,139 @@
+"""``tcupgan select``: choose the slices volunteers should correct.
+
+Slices are ranked by how poorly generalised they look — low discriminator realness first
+(``discriminator``), high predictive entropy (``entropy``), a seeded shuffle (``random``, the baseline) or
+the mean of the first two ranks (``hybrid``) — then picked greedily under three rules that spread a budget
+of volunteer effort: slices without content are skipped, a cube gives at most ``per_cube`` slices, and
+slices picked from one cube are at least ``min_gap`` apart (neighbouring slices look alike).
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from tcupgan.data.store import CubeStore
+from tcupgan.data.transforms import normalise
+from tcupgan.errors import InputError, StoreError
+
+__all__ = ["STRATEGIES", "select_slices", "write_selection", "read_selection"]
+
+STRATEGIES = ("discriminator", "entropy", "random", "hybrid")
+FIELDS = ("cube", "slice", "realness", "entropy", "content", "priority", "rank", "strategy")
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    """0 for the smallest value, 1 for the largest, ties broken by position."""
+    order = np.argsort(values, kind="stable")
+    ranks = np.empty(len(values))
+    ranks[order] = np.linspace(0, 1, len(values)) if len(values) > 1 else 0
+    return ranks
+
+
+def content_fraction(store: CubeStore, name: str, level: float = 0.05) -> np.ndarray:
+    """Per slice, the share of pixels where some channel is above ``level`` of the cube's 1–99% range.
+
+    Background slices (outside a brain, empty sky) score ~0 and are not worth a volunteer's time.
+    """
+    cube = store[name]
+    fractions = []
+    for z in range(cube.shape[1]):  # one slice at a time: memory stays one slice
+        plane = normalise(cube.image[:, z], cube.attrs)
+        fractions.append(float((plane > level).any(axis=0).mean()))
+    return np.asarray(fractions)
+
+
+def select_slices(
+    store_path: str | Path,
+    budget: int,
+    *,
+    strategy: str = "discriminator",
+    per_cube: int | None = None,
+    min_gap: int = 2,
+    min_content: float = 0.05,
+    cubes: Sequence[str] | None = None,
+    split: str | None = None,
+    seed: int = 0,
+) -> list[dict]:
+    """Rank slices of predicted cubes and pick ``budget`` of them; returns one dict per selected slice."""
+    if strategy not in STRATEGIES:
+        raise InputError(f"unknown strategy '{strategy}'; choose one of {STRATEGIES}")
+    if budget < 1:
+        raise InputError("--budget must be at least 1")
+    store = CubeStore(store_path)
+    names = list(cubes) if cubes else store.names(split=split)
+    predicted = [n for n in names if "slice_scores" in store[n]]
+    if not predicted:
+        raise StoreError(f"no cube of '{store.path}' has slice scores; run `tcupgan predict` first")
+    candidates = []
+    for name in predicted:
+        cube = store[name]
+        realness = cube["slice_scores"][...]
+        entropy = cube["slice_entropy"][...] if "slice_entropy" in cube else np.zeros_like(realness)
+        content = content_fraction(store, name)
+        for z in np.nonzero(content >= min_content)[0]:
+            candidates.append((name, int(z), float(realness[z]), float(entropy[z]), float(content[z])))
+    if not candidates:
+        raise StoreError(f"every slice has less than {min_content:.0%} content; lower --min-content")
+    realness = np.array([c[2] for c in candidates])
+    entropy = np.array([c[3] for c in candidates])
+    priority = {
+        "discriminator": 1 - realness,
+        "entropy": entropy,
+        "random": np.random.default_rng(seed).random(len(candidates)),
+        "hybrid": (_ranks(1 - realness) + _ranks(entropy)) / 2,
+    }[strategy]
+    chosen: list[dict] = []
+    taken: dict[str, list[int]] = {}
+    for i in np.argsort(-priority, kind="stable"):
+        name, z, r, e, c = candidates[i]
+        picked = taken.setdefault(name, [])
+        if (per_cube and len(picked) >= per_cube) or any(abs(z - p) < min_gap for p in picked):
+            continue
+        picked.append(z)
+        chosen.append(
+            {
+                "cube": name,
+                "slice": z,
+                "realness": r,
+                "entropy": e,
+                "content": c,
+                "priority": float(priority[i]),
+                "rank": len(chosen) + 1,
+                "strategy": strategy,
+            }
+        )
+        if len(chosen) == budget:
+            break
+    return chosen
+
+
+def write_selection(rows: list[dict], path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def read_selection(path: str | Path) -> list[dict]:
+    """Read a selection CSV, checking its columns and values (it may have been edited by hand)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"selection '{path}' does not exist; make one with `tcupgan select`")
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or not {"cube", "slice"} <= set(rows[0]):
+        raise InputError(f"'{path}' is not a selection CSV (needs columns cube, slice)")
+    for i, row in enumerate(rows, start=2):
+        try:
+            row["slice"] = int(row["slice"])
+            row["realness"] = float(row.get("realness") or "nan")
+        except ValueError as err:
+            raise InputError(f"'{path}' line {i}: {err}") from err
+    return rows

@@ -1,0 +1,111 @@
+import csv
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tcupgan.cli.main import main
+from tcupgan.data import CubeStore
+from tcupgan.errors import InputError, StoreError
+from tcupgan.selection import read_selection, select_slices, write_selection
+from tcupgan.zooniverse import render_subjects
+from tcupgan.zooniverse.render import MAX_BYTES, MAX_SIDE
+
+
+@pytest.fixture()
+def scored(tmp_path):
+    """Two cubes with known slice scores and entropies, one slice of cube b empty (background)."""
+    store = CubeStore.create(tmp_path / "s.zarr", task="binary", channel_names=["em"], class_names=["fg"])
+    rng = np.random.default_rng(0)
+    for name, realness in (("a", [0.9, 0.1, 0.15, 0.8, 0.2, 0.7]), ("b", [0.05, 0.5, 0.3, 0.6, 0.4, 0.9])):
+        image = rng.random((1, 6, 40, 30), dtype=np.float32) + 1
+        if name == "b":
+            image[:, 0] = 0  # background slice: the lowest realness, but nothing to draw
+        store.write_cube(name, image, (image[0] > 1.5).astype(np.uint8))
+        store.write_array(name, "prediction", (image[0] > 1.6).astype(np.uint8), attrs={"checkpoint": "abc"})
+        store.write_array(name, "slice_scores", np.array(realness, np.float32))
+        store.write_array(name, "slice_entropy", np.array(realness[::-1], np.float32))
+    return tmp_path / "s.zarr"
+
+
+def test_discriminator_picks_lowest_realness_with_gap_cap_and_content(scored):
+    rows = select_slices(scored, 4, per_cube=2, min_gap=2)
+    picked = [(r["cube"], r["slice"]) for r in rows]
+    # b/0 is empty; a/1 (0.10), a/2 too close (gap 2), a/4 (0.20), then a is capped at 2: b/2, b/4
+    assert picked == [("a", 1), ("a", 4), ("b", 2), ("b", 4)]
+    assert [r["rank"] for r in rows] == [1, 2, 3, 4]
+
+
+def test_strategies_and_determinism(scored):
+    entropy = select_slices(scored, 2, strategy="entropy", min_gap=1)
+    assert [(r["cube"], r["slice"]) for r in entropy] == [("a", 5), ("a", 2)]  # highest entropies, b/0 empty
+    first = select_slices(scored, 5, strategy="random", seed=3, min_gap=1)
+    assert first == select_slices(scored, 5, strategy="random", seed=3, min_gap=1)
+    assert first != select_slices(scored, 5, strategy="random", seed=4, min_gap=1)
+    assert len(select_slices(scored, 3, strategy="hybrid")) == 3
+    with pytest.raises(InputError, match="strategy"):
+        select_slices(scored, 3, strategy="best")
+
+
+def test_render_frames_respect_zooniverse_limits_and_ids_are_stable(scored, tmp_path):
+    selection = write_selection(select_slices(scored, 3), tmp_path / "sel.csv")
+    manifest = render_subjects(scored, selection, tmp_path / "subjects")
+    with open(manifest) as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 3
+    assert {"#tcupgan_id", "#cube", "#slice", "#store", "#checkpoint", "#score"} <= set(rows[0])
+    for row in rows:
+        for frame in (row["frame_0"], row["frame_1"]):
+            path = tmp_path / "subjects" / frame
+            assert path.stat().st_size < MAX_BYTES
+            with Image.open(path) as im:
+                assert max(im.size) <= MAX_SIDE and min(im.size) >= 30
+        assert row["#checkpoint"] == "abc"
+    again = render_subjects(scored, selection, tmp_path / "subjects2")
+    with open(again) as f:
+        assert [r["#tcupgan_id"] for r in csv.DictReader(f)] == [r["#tcupgan_id"] for r in rows]
+
+
+def test_large_slice_is_shrunk_below_limits(tmp_path):
+    store = CubeStore.create(tmp_path / "big.zarr", task="binary", channel_names=["em"], class_names=["fg"])
+    noise = np.random.default_rng(0).random((1, 1, 2000, 1800), dtype=np.float32)  # incompressible
+    store.write_cube("big", noise)
+    store.write_array("big", "prediction", (noise[0] > 0.5).astype(np.uint8))
+    write_selection([{"cube": "big", "slice": 0, "realness": 0.1}], tmp_path / "sel.csv")
+    render_subjects(tmp_path / "big.zarr", tmp_path / "sel.csv", tmp_path / "out")
+    for path in (tmp_path / "out").glob("*_*.*"):
+        assert path.stat().st_size < MAX_BYTES
+        with Image.open(path) as im:
+            assert max(im.size) <= MAX_SIDE
+
+
+def test_bad_selection_and_missing_predictions(scored, tmp_path):
+    (tmp_path / "bad.csv").write_text("cube,slice\na,notanumber\n")
+    with pytest.raises(InputError, match="line 2"):
+        read_selection(tmp_path / "bad.csv")
+    write_selection([{"cube": "a", "slice": 99}], tmp_path / "far.csv")
+    with pytest.raises(InputError, match="outside cube"):
+        render_subjects(scored, tmp_path / "far.csv", tmp_path / "o")
+    empty = CubeStore.create(tmp_path / "e.zarr", task="binary", channel_names=["em"], class_names=["fg"])
+    empty.write_cube("x", np.ones((1, 2, 8, 8), np.float32))
+    with pytest.raises(StoreError, match="tcupgan predict"):
+        select_slices(tmp_path / "e.zarr", 2)
+
+
+def test_cli_select_and_render(scored, tmp_path, capsys):
+    assert main(["select", "--store", str(scored), "--budget", "3", "--out", str(tmp_path / "sel.csv")]) == 0
+    assert (
+        main(
+            [
+                "render",
+                "--store",
+                str(scored),
+                "--selection",
+                str(tmp_path / "sel.csv"),
+                "--out",
+                str(tmp_path / "subj"),
+            ]
+        )
+        == 0
+    )
+    assert "manifest.csv" in capsys.readouterr().out
