@@ -16,7 +16,6 @@ the achieved GFLOP/s against a measured matmul peak. Prints one JSON object.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
 
@@ -26,6 +25,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from tcupgan.models import TCuPGenerator
 from tcupgan.models.reference import as_original
+from tools.bench.common import bench_cli
 
 
 def _sync(device: torch.device) -> None:
@@ -123,19 +123,16 @@ def run(shape: tuple[int, ...], widths: tuple[int, ...], repeats: int, device: s
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--tiny", action="store_true", help="tiny sizes for a smoke test")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args(argv)
-    if args.tiny:
-        result = run((1, 4, 16, 32, 32), (4, 8, 16), 1, args.device)
-    else:
-        result = run((1, 4, 32, 128, 128), (16, 32, 48, 64, 128), args.repeats, args.device)
-    print(json.dumps(result, indent=2))
-    return result
+    def options(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+        parser.add_argument("--repeats", type=int, default=3)
+
+    def go(args: argparse.Namespace) -> dict:
+        if args.tiny:
+            return run((1, 4, 16, 32, 32), (4, 8, 16), 1, args.device)
+        return run((1, 4, 32, 128, 128), (16, 32, 48, 64, 128), args.repeats, args.device)
+
+    return bench_cli(__doc__, argv, go, options)
 
 
 if __name__ == "__main__":

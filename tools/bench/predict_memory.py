@@ -11,18 +11,15 @@ costs < 1.5x the peak of the 1 x 64 x 256 x 256 one (16x the voxels). Prints one
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-import lightning as L
 import numpy as np
-import torch
 
 from tcupgan.data import CubeStore, make_scene
-from tcupgan.training import TCuPGAN
+from tools.bench.common import bench_cli, save_checkpoint
 
 _CHILD = """
 import resource, sys
@@ -34,17 +31,6 @@ else:
     predict_store(ckpt, store, cubes=[cube], roi=(int(d), int(h), int(w)))
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KiB on Linux
 """
-
-
-def save_checkpoint(path: Path, widths: tuple[int, ...]) -> Path:
-    """A Lightning-format checkpoint of an untrained model: memory does not depend on the weights."""
-    model = TCuPGAN(1, 1, ["fg"], widths=widths, disc_width=4, disc_layers=2)
-    torch.save(
-        {"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
-         "pytorch-lightning_version": L.__version__},
-        path,
-    )  # fmt: skip
-    return path
 
 
 def peak_rss_mb(ckpt: Path, store: Path, cube: str, roi: tuple[int, int, int]) -> float:
@@ -85,17 +71,12 @@ def run(small: tuple[int, int, int], large: tuple[int, int, int], roi: tuple[int
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--tiny", action="store_true", help="tiny sizes for a smoke test")
-    args = parser.parse_args(argv)
-    if args.tiny:
-        result = run((8, 32, 32), (8, 64, 64), (8, 32, 32))
-    else:
-        result = run((64, 256, 256), (64, 1024, 1024), (32, 128, 128))
-    print(json.dumps(result, indent=2))
-    return result
+    def go(args: argparse.Namespace) -> dict:
+        if args.tiny:
+            return run((8, 32, 32), (8, 64, 64), (8, 32, 32))
+        return run((64, 256, 256), (64, 1024, 1024), (32, 128, 128))
+
+    return bench_cli(__doc__, argv, go)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ slice scores, entropy and writing four arrays. Prints one JSON object.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import tempfile
 import time
@@ -25,7 +24,7 @@ from monai.networks.nets import SegResNet
 from tcupgan.data import CubeStore, synthesize
 from tcupgan.data.transforms import normalise
 from tcupgan.inference import predict_store
-from tools.bench.predict_memory import save_checkpoint
+from tools.bench.common import bench_cli, save_checkpoint
 
 
 def run(n: int, shape: tuple[int, int, int], roi: tuple[int, int, int], widths: tuple[int, ...]) -> dict:
@@ -65,17 +64,12 @@ def run(n: int, shape: tuple[int, int, int], roi: tuple[int, int, int], widths: 
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--tiny", action="store_true", help="tiny sizes for a smoke test")
-    args = parser.parse_args(argv)
-    if args.tiny:
-        result = run(1, (8, 32, 32), (8, 32, 32), (4, 8))
-    else:
-        result = run(4, (32, 128, 128), (32, 64, 64), (8, 16, 32, 64))
-    print(json.dumps(result, indent=2))
-    return result
+    def go(args: argparse.Namespace) -> dict:
+        if args.tiny:
+            return run(1, (8, 32, 32), (8, 32, 32), (4, 8))
+        return run(4, (32, 128, 128), (32, 64, 64), (8, 16, 32, 64))
+
+    return bench_cli(__doc__, argv, go)
 
 
 if __name__ == "__main__":

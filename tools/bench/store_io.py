@@ -11,7 +11,6 @@ file up to the data). Prints one JSON object with reads/s of both and the ratio.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import tempfile
 import time
@@ -21,6 +20,7 @@ import nibabel as nib
 import numpy as np
 
 from tcupgan.data import CubeStore, make_scene
+from tools.bench.common import bench_cli
 
 
 def _timed(fn, n: int) -> float:
@@ -106,16 +106,14 @@ def run(n_cubes: int, shape: tuple[int, int, int], n_reads: int, crop: int, seed
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--tiny", action="store_true", help="tiny sizes for a smoke test")
-    parser.add_argument("--cubes", type=int, default=6)
-    parser.add_argument("--reads", type=int, default=200)
-    args = parser.parse_args(argv)
-    result = run(2, (16, 48, 48), 8, 16) if args.tiny else run(args.cubes, (155, 240, 240), args.reads, 64)
-    print(json.dumps(result, indent=2))
-    return result
+    def options(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--cubes", type=int, default=6)
+        parser.add_argument("--reads", type=int, default=200)
+
+    def go(args: argparse.Namespace) -> dict:
+        return run(2, (16, 48, 48), 8, 16) if args.tiny else run(args.cubes, (155, 240, 240), args.reads, 64)
+
+    return bench_cli(__doc__, argv, go, options)
 
 
 if __name__ == "__main__":
