@@ -20,7 +20,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from tcupgan.data.readers import IMAGE_SUFFIXES, Volume, nifti_header, read_image, read_nifti, read_stack
-from tcupgan.data.store import CubeStore, validate_cube
+from tcupgan.data.store import StoreSpec
 from tcupgan.errors import InputError, MissingModalityError
 
 __all__ = ["IngestReport", "ingest_brats", "ingest_tiff", "ingest_images", "BRATS_MODALITIES"]
@@ -45,24 +45,6 @@ class IngestReport:
 
     def __str__(self) -> str:
         return f"{len(self.written)} cube(s) written, {len(self.skipped)} already present (skipped)"
-
-
-@dataclass(frozen=True)
-class StoreSpec:
-    """What a store must hold: checked against an existing store, used to create a new one."""
-
-    task: str
-    channel_names: tuple[str, ...]
-    class_names: tuple[str, ...]
-
-    def open(self, path: str | Path) -> CubeStore:
-        return CubeStore.create(
-            path,
-            task=self.task,
-            channel_names=self.channel_names,
-            class_names=self.class_names,
-            exist_ok=True,
-        )
 
 
 def _run(
@@ -90,14 +72,7 @@ def _run(
             continue
         image, label, attrs = load(name, source)
         if store is None:  # validate before the store exists, so a bad first case leaves nothing behind
-            validate_cube(
-                name,
-                image,
-                label,
-                task=spec.task,
-                n_channels=len(spec.channel_names),
-                n_classes=len(spec.class_names),
-            )
+            spec.validate(name, image, label)
             store = spec.open(store_path)
         store.write_cube(name, image, label, attrs=attrs, overwrite=overwrite)
         report.written.append(name)
@@ -226,9 +201,10 @@ def _pair(images: Sequence[Path], labels: Sequence[Path] | None) -> list[tuple[P
     return list(zip(images, labels or [None] * len(images), strict=True))
 
 
-def _stem(path: Path) -> str:
+def cube_name(path: Path) -> str:
+    """A valid cube name from a file name: suffixes dropped, other characters replaced by '_'."""
     name = path.name
-    for suffix in (*IMAGE_SUFFIXES, ".ome"):
+    for suffix in (*IMAGE_SUFFIXES, ".nii.gz", ".nii", ".ome"):
         if name.lower().endswith(suffix):
             name = name[: -len(suffix)]
     return re.sub(r"[^A-Za-z0-9._+-]", "_", name)
@@ -251,7 +227,7 @@ def _ingest_pairs(
         for path in (image, label):
             if path is not None and not path.exists():
                 raise InputError(f"'{path}' does not exist")
-    names = list(names) if names else [_stem(img) for img, _ in pairs]
+    names = list(names) if names else [cube_name(img) for img, _ in pairs]
     if len(names) != len(pairs):
         raise InputError(f"{len(names)} name(s) for {len(pairs)} image(s)")
 

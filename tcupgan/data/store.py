@@ -28,6 +28,7 @@ import shutil
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ from zarr.codecs import BloscCodec
 
 from tcupgan.errors import CubeExistsError, CubeNotFoundError, InputError, StoreError
 
-__all__ = ["TASKS", "Cube", "CubeStore", "assign_split", "default_chunks", "validate_cube"]
+__all__ = ["TASKS", "Cube", "CubeStore", "StoreSpec", "assign_split", "default_chunks"]
 
 FORMAT = "tcupgan-cubestore"
 FORMAT_VERSION = 1
@@ -102,37 +103,55 @@ def check_label_values(label: np.ndarray, task: str, n_classes: int, where: str)
         )
 
 
-def validate_cube(
-    name: str, image: np.ndarray, label: np.ndarray | None, *, task: str, n_channels: int, n_classes: int
-) -> None:
-    """Check a cube against a store's invariants; raises :class:`InputError` naming the cube.
+@dataclass(frozen=True)
+class StoreSpec:
+    """What a store holds (task, channel and class names): the invariants every cube is checked against.
 
-    A function rather than a method so ingestion can validate a case before the store even exists.
+    A spec exists before its store does, so ingestion can validate a first case and only then create the
+    store; a store's own writes go through the same :meth:`validate`.
     """
-    if not _NAME.match(name):
-        raise InputError(f"cube name '{name}' must be letters, digits, '.', '_', '+' or '-'")
-    if image.ndim != 4 or image.shape[0] != n_channels:
-        raise InputError(
-            f"{name}: image has shape {image.shape}; the store expects (C={n_channels}, D, H, W)"
+
+    task: str
+    channel_names: tuple[str, ...]
+    class_names: tuple[str, ...]
+
+    def open(self, path: str | os.PathLike) -> CubeStore:
+        """Create the store, or open an existing one after checking that it holds this spec."""
+        return CubeStore.create(
+            path,
+            task=self.task,
+            channel_names=self.channel_names,
+            class_names=self.class_names,
+            exist_ok=True,
         )
-    if not np.issubdtype(image.dtype, np.number) or np.iscomplexobj(image):
-        raise InputError(f"{name}: image dtype {image.dtype} is not a real number type")
-    finite = np.isfinite(image)
-    if not finite.all():
-        where = np.argwhere(~finite)[0].tolist()
-        raise InputError(
-            f"{name}: image has {int((~finite).sum())} NaN/Inf voxels (first at C,D,H,W={where}); "
-            "fix or mask them in the source before ingesting"
-        )
-    if label is None:
-        return
-    if label.shape != image.shape[1:]:
-        raise InputError(f"{name}: label shape {label.shape} != image shape (D, H, W) {image.shape[1:]}")
-    if not np.issubdtype(label.dtype, np.integer):
-        raise InputError(f"{name}: label dtype {label.dtype} is not an integer type")
-    if label.min(initial=0) < 0:
-        raise InputError(f"{name}: label has negative values")
-    check_label_values(label, task, n_classes, name)
+
+    def validate(self, name: str, image: np.ndarray, label: np.ndarray | None) -> None:
+        """Raise :class:`InputError` naming the cube when it breaks the spec (shape, dtype, NaN, labels)."""
+        if not _NAME.match(name):
+            raise InputError(f"cube name '{name}' must be letters, digits, '.', '_', '+' or '-'")
+        n_channels = len(self.channel_names)
+        if image.ndim != 4 or image.shape[0] != n_channels:
+            raise InputError(
+                f"{name}: image has shape {image.shape}; the store expects (C={n_channels}, D, H, W)"
+            )
+        if not np.issubdtype(image.dtype, np.number) or np.iscomplexobj(image):
+            raise InputError(f"{name}: image dtype {image.dtype} is not a real number type")
+        finite = np.isfinite(image)
+        if not finite.all():
+            where = np.argwhere(~finite)[0].tolist()
+            raise InputError(
+                f"{name}: image has {int((~finite).sum())} NaN/Inf voxels (first at C,D,H,W={where}); "
+                "fix or mask them in the source before ingesting"
+            )
+        if label is None:
+            return
+        if label.shape != image.shape[1:]:
+            raise InputError(f"{name}: label shape {label.shape} != image shape (D, H, W) {image.shape[1:]}")
+        if not np.issubdtype(label.dtype, np.integer):
+            raise InputError(f"{name}: label dtype {label.dtype} is not an integer type")
+        if label.min(initial=0) < 0:
+            raise InputError(f"{name}: label has negative values")
+        check_label_values(label, self.task, len(self.class_names), name)
 
 
 class Cube:
@@ -258,6 +277,10 @@ class CubeStore:
         return str(self.attrs["task"])
 
     @property
+    def spec(self) -> StoreSpec:
+        return StoreSpec(self.task, tuple(self.channel_names), tuple(self.class_names))
+
+    @property
     def channel_names(self) -> list[str]:
         return list(self.attrs["channel_names"])
 
@@ -341,14 +364,7 @@ class CubeStore:
             arrays: further arrays to store with the cube (e.g. volunteer vote fractions).
             overwrite: replace an existing cube of that name.
         """
-        validate_cube(
-            name,
-            image,
-            label,
-            task=self.task,
-            n_channels=len(self.channel_names),
-            n_classes=len(self.class_names),
-        )
+        self.spec.validate(name, image, label)
         attrs = dict(attrs or {})
         attrs.setdefault("split", assign_split(name))
         attrs.setdefault("spacing", [1.0, 1.0, 1.0])

@@ -237,10 +237,10 @@ def predict_store(
         raise InputError(f"rank {rank} is outside world size {world_size}")
     store = CubeStore(store_path, mode="r+")
     names = list(cubes) if cubes else store.names(split=split)
-    names = names[rank::world_size]
-    missing = [n for n in names if n not in store]
+    missing = [n for n in names if n not in store]  # checked before the split, so every rank agrees
     if missing:
         raise StoreError(f"no cubes {missing[:5]} in '{store.path}' (see `tcupgan info`)")
+    names = names[rank::world_size]
     model = load_model(ckpt, device)
     if model.hparams.in_channels != len(store.channel_names):
         raise InputError(
@@ -295,7 +295,7 @@ def predict_files(
     import tempfile
 
     from tcupgan.data.export import export_cube
-    from tcupgan.data.ingest import ingest_brats
+    from tcupgan.data.ingest import cube_name, ingest_brats
     from tcupgan.data.readers import read_image, read_nifti, read_stack
 
     hp = load_model(ckpt).hparams
@@ -309,7 +309,7 @@ def predict_files(
                 for case in ingest_brats(path, store_path).written:
                     formats[case] = ".nii.gz"
                 continue
-            name = path.name.split(".")[0]
+            name = cube_name(path)
             if path.name.lower().endswith((".nii", ".nii.gz")):
                 vol, suffix = read_nifti(path), ".nii.gz"
                 vol.data = vol.data[None]

@@ -39,10 +39,12 @@ def content_fraction(store: CubeStore, name: str, level: float = 0.05) -> np.nda
     Background slices (outside a brain, empty sky) score ~0 and are not worth a volunteer's time.
     """
     cube = store[name]
+    image, depth = cube.image, cube.shape[1]
+    step = image.chunks[1]  # one chunk-deep slab at a time: each chunk is read once, memory stays a slab
     fractions = []
-    for z in range(cube.shape[1]):  # one slice at a time: memory stays one slice
-        plane = normalise(cube.image[:, z], cube.attrs)
-        fractions.append(float((plane > level).any(axis=0).mean()))
+    for z in range(0, depth, step):
+        slab = normalise(image[:, z : z + step], cube.attrs)
+        fractions.extend((slab > level).any(axis=0).mean(axis=(1, 2)).tolist())
     return np.asarray(fractions)
 
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from tcupgan.data.ingest import IngestReport, StoreSpec
+from tcupgan.data.ingest import IngestReport
+from tcupgan.data.store import StoreSpec
 from tcupgan.data.synth import brats, fatchecker, galaxy, kelp
 from tcupgan.errors import InputError
 
