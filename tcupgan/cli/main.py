@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
+from tcupgan.cli.common import add_command, formatter
+from tcupgan.cli.volunteers import add_volunteer_commands
 from tcupgan.errors import ConfigError, TcupganError
 
 log = logging.getLogger("tcupgan")
@@ -22,18 +24,6 @@ _EPILOG = """examples:
   tcupgan export demo.zarr fatchecker-s0-0000 --to cube.nii.gz --what label
   tcupgan fit --config configs/demo.yaml
 """
-
-
-def _formatter(prog: str) -> argparse.HelpFormatter:
-    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
-
-
-def _add(sub, name: str, help: str, example: str, func: Callable) -> argparse.ArgumentParser:
-    p = sub.add_parser(
-        name, help=help, description=f"{help}\n\nexample:\n  {example}", formatter_class=_formatter
-    )
-    p.set_defaults(func=func)
-    return p
 
 
 # ------------------------------------------------------------------------------------------ commands
@@ -134,26 +124,6 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}: per_cube.csv, summary.csv, dice_distribution.png, worst_slices.png")
 
 
-def cmd_select(args: argparse.Namespace) -> None:
-    from tcupgan.selection import select_slices, write_selection
-
-    rows = select_slices(
-        args.store, args.budget, strategy=args.strategy, per_cube=args.per_cube, min_gap=args.min_gap,
-        min_content=args.min_content, split=args.split, seed=args.seed,
-    )  # fmt: skip
-    path = write_selection(rows, args.out)
-    print(
-        f"wrote {path}: {len(rows)} slice(s) from {len({r['cube'] for r in rows})} cube(s) by {args.strategy}"
-    )
-
-
-def cmd_render(args: argparse.Namespace) -> None:
-    from tcupgan.zooniverse import render_subjects
-
-    path = render_subjects(args.store, args.selection, args.out, channel=args.channel)
-    print(f"wrote {path} and its frames")
-
-
 def cmd_show(args: argparse.Namespace) -> None:
     from tcupgan.data import CubeStore
     from tcupgan.viz import show_cube
@@ -173,12 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="tcupgan",
         description="TCuP-GAN segmentation of image cubes with a Zooniverse volunteer loop.",
         epilog=_EPILOG,
-        formatter_class=_formatter,
+        formatter_class=formatter,
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = _add(
+    p = add_command(
         sub,
         "info",
         "List the cubes of a store with shapes, splits and arrays.",
@@ -187,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("store", help="path of the cube store")
 
-    p = _add(
+    p = add_command(
         sub, "synth", "Write deterministic synthetic cubes with ground truth into a store.",
         "tcupgan synth fatchecker --out demo.zarr --n 10 --seed 0", cmd_synth,
     )  # fmt: skip
@@ -203,14 +173,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     ingest = sub.add_parser("ingest", help="Ingest BraTS NIfTI, TIFF stacks or 2D images into a store.")
     isub = ingest.add_subparsers(dest="source", metavar="SOURCE", required=True)
-    p = _add(
+    p = add_command(
         isub, "brats", "Ingest BraTS case folders (<case>/<case>-t1c.nii.gz, -t1n, -t2f, -t2w, -seg).",
         "tcupgan ingest brats data/BraTS2023-GLI --store brats.zarr", cmd_ingest_brats,
     )  # fmt: skip
     p.add_argument("src", help="folder of case folders (or one case folder)")
     p.add_argument("--allow-missing", action="store_true", help="fill missing modalities with zeros")
     _common_ingest(p)
-    p = _add(
+    p = add_command(
         isub, "tiff", "Ingest EM stacks: multi-page TIFF files or folders of slice images, with labels.",
         "tcupgan ingest tiff cell1.tif --labels cell1_lipid.tif --spacing 50 5 5 --store em.zarr",
         cmd_ingest_tiff,
@@ -222,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="voxel size (z y x), e.g. 50 5 5 nm for serial-section EM",
     )  # fmt: skip
     _common_ingest(p, names=True, label_mode=True)
-    p = _add(
+    p = add_command(
         isub, "images", "Ingest 2D images (PNG/JPEG/TIFF, RGB or multi-band) with optional masks.",
         "tcupgan ingest images tiles/*.jpg --masks masks/*.png --store kelp.zarr", cmd_ingest_images,
     )  # fmt: skip
@@ -231,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pixel-scale", type=float, default=1.0, help="pixel size (e.g. arcsec or m per pixel)")
     _common_ingest(p, names=True, label_mode=True)
 
-    p = _add(
+    p = add_command(
         sub, "export", "Write a cube's image, label or prediction to NIfTI, TIFF or PNG.",
         "tcupgan export brats.zarr BraTS-GLI-00001-000 --to seg.nii.gz --what label", cmd_export,
     )  # fmt: skip
@@ -241,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--what", default="image", help="array to export: image, label, prediction, ...")
     p.add_argument("--channel", help="export one channel (name such as t1c, or index)")
 
-    p = _add(
+    p = add_command(
         sub, "predict", "Predict cubes of a store with a checkpoint: probabilities, masks, per-slice scores.",
         "tcupgan predict --ckpt runs/demo/lightning_logs/version_0/checkpoints/last.ckpt \\\n"
         "    --store demo.zarr --split test",
@@ -267,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="redo cubes this checkpoint already predicted")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
 
-    p = _add(
+    p = add_command(
         sub, "evaluate", "Score predictions against labels: Dice, HD95 and BraTS 2023 lesion-wise metrics.",
         "tcupgan evaluate --store demo.zarr --split test --out report/", cmd_evaluate,
     )  # fmt: skip
@@ -279,32 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="BraTS challenge: lesion dilation and minimum volume (default GLI)")  # fmt: skip
     p.add_argument("--out", required=True, help="folder for CSV tables and PNG figures")
 
-    p = _add(
-        sub, "select", "Rank slices by how poorly generalised they look and pick a budget for volunteers.",
-        "tcupgan select --store demo.zarr --budget 20 --per-cube 4 --out selection.csv", cmd_select,
-    )  # fmt: skip
-    p.add_argument("--store", required=True, help="cube store with predictions (tcupgan predict)")
-    p.add_argument("--budget", type=int, required=True, help="number of slices to select")
-    p.add_argument(
-        "--strategy", default="discriminator", choices=["discriminator", "entropy", "random", "hybrid"]
-    )
-    p.add_argument("--per-cube", type=int, help="at most this many slices per cube")
-    p.add_argument("--min-gap", type=int, default=2, help="minimum distance between slices of one cube (2)")
-    p.add_argument("--min-content", type=float, default=0.05, help="skip slices with less content (0.05)")
-    p.add_argument("--split", choices=["train", "val", "test"], help="select from the cubes of one split")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random strategy")
-    p.add_argument("--out", required=True, help="selection CSV to write")
-
-    p = _add(
-        sub, "render", "Render selected slices as subject images (raw + proposed mask) with a manifest.",
-        "tcupgan render --store demo.zarr --selection selection.csv --out subjects/", cmd_render,
-    )  # fmt: skip
-    p.add_argument("--store", required=True, help="cube store with predictions")
-    p.add_argument("--selection", required=True, help="CSV from `tcupgan select`")
-    p.add_argument("--out", required=True, help="folder for frames and manifest.csv")
-    p.add_argument("--channel", help="show one channel in grey (e.g. t1c) instead of a colour composite")
-
-    p = _add(
+    p = add_command(
         sub, "show", "Save a PNG of a few slices of a cube with its label outlined.",
         "tcupgan show demo.zarr fatchecker-s0-0000 --out cube.png --slices 8 16", cmd_show,
     )  # fmt: skip
@@ -315,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--slices", type=int, nargs="+", help="slice indices (default: quarter, middle, three quarters)"
     )
 
+    add_volunteer_commands(sub)
     sub.add_parser(
         "fit", help="Train TCuP-GAN (LightningCLI: --config configs/demo.yaml, --print_config, --trainer.*).",
         add_help=False,

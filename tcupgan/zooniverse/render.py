@@ -5,7 +5,8 @@ Per slice two frames: the raw slice (each channel stretched between its 1st and 
 chosen channel in grey) and the same slice with the machine's proposed mask outlined. Zooniverse limits:
 each file under 1,000 KB (PNG, or JPEG when PNG is too large) and at most ~1,500 px on a side; small
 slices are enlarged (nearest neighbour) so volunteers can draw on them. ``manifest.csv`` carries hidden
-metadata (keys starting with ``#`` are not shown to volunteers) and a stable ``#tcupgan_id``.
+metadata (keys starting with ``#`` are not shown to volunteers), a stable ``#tcupgan_id`` and the frame
+size, so harvested marks map back to slice pixels.
 """
 
 from __future__ import annotations
@@ -36,8 +37,9 @@ def subject_id(store: CubeStore, cube: str, z: int, checkpoint: str) -> str:
     return hashlib.sha256(f"{store.path.name}/{cube}/{z}/{checkpoint}".encode()).hexdigest()[:20]
 
 
-def _encode(rgb: np.ndarray) -> tuple[bytes, str]:
-    """PNG if it fits the size limit, else the best JPEG quality that does."""
+def _encode(rgb: np.ndarray) -> tuple[bytes, str, tuple[int, int]]:
+    """PNG if it fits the size limit, else the best JPEG quality that does; also the (width, height)
+    drawn on, which harvest needs to map volunteers' marks back to slice pixels."""
     image = Image.fromarray((np.clip(rgb, 0, 1) * 255).round().astype(np.uint8))
     side = max(image.size)
     if side > MAX_SIDE or side < MIN_SIDE:
@@ -47,12 +49,12 @@ def _encode(rgb: np.ndarray) -> tuple[bytes, str]:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", optimize=True)
     if buffer.tell() <= MAX_BYTES:
-        return buffer.getvalue(), ".png"
+        return buffer.getvalue(), ".png", image.size
     for quality in (92, 85, 75, 60):
         buffer = io.BytesIO()
         image.save(buffer, format="JPEG", quality=quality)
         if buffer.tell() <= MAX_BYTES:
-            return buffer.getvalue(), ".jpg"
+            return buffer.getvalue(), ".jpg", image.size
     raise InputError("a frame does not fit in 1,000 KB even as JPEG quality 60")
 
 
@@ -86,13 +88,14 @@ def render_subjects(
         sid = subject_id(store, name, z, checkpoint)
         files = []
         for frame, rgb in enumerate((display_image(planes), overlay(planes, cube["prediction"][z]))):
-            data, suffix = _encode(rgb)
+            data, suffix, size = _encode(rgb)
             path = out / f"{sid}_{frame}{suffix}"
             path.write_bytes(data)
             files.append(path.name)
         manifest.append({
             "#tcupgan_id": sid, "frame_0": files[0], "frame_1": files[1], "#cube": name, "#slice": z,
             "#store": store.path.name, "#checkpoint": checkpoint, "#score": row.get("realness", ""),
+            "#frame_width": size[0], "#frame_height": size[1],
         })  # fmt: skip
     path = out / "manifest.csv"
     with open(path, "w", newline="") as f:

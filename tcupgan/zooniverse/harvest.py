@@ -1,0 +1,314 @@
+"""``tcupgan harvest``: volunteers' drawings from a classification export back into the store.
+
+Each classification's drawing marks (polygons, rectangles and freehand lines, from the old and the new
+front end) are rasterised onto the slice grid (scikit-image), volunteers are combined per pixel by vote
+fraction, and pixels at or above the consensus threshold become the corrected label. Per cube the store
+gets ``corrections`` (D, H, W) uint8 labels, ``correction_votes`` (K, D, H, W) uint8 vote percentages,
+and provenance per slice (subject, classification ids, volunteers, workflow version) in the attributes
+of ``corrections``; a slice counts as corrected when it is listed there.
+
+A malformed row is counted and skipped, never fatal; harvesting the same export again changes nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from skimage.draw import polygon2mask
+
+from tcupgan.data.store import CubeStore
+from tcupgan.errors import InputError, TcupganError
+
+__all__ = ["harvest", "HarvestReport", "parse_marks", "rasterise", "consensus", "download_export"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Mark:
+    """One drawn outline in frame pixels: vertices as (x, y), which tool, which frame."""
+
+    tool: int
+    frame: int
+    points: np.ndarray
+
+
+@dataclass
+class HarvestReport:
+    rows: int = 0
+    classifications_used: int = 0
+    skipped: Counter = field(default_factory=Counter)
+    subjects_waiting: int = 0
+    slices_written: int = 0
+    slices_unchanged: int = 0
+    cubes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "skipped": dict(self.skipped)}
+
+
+# ------------------------------------------------------------------------------------ marks
+def _mark(raw: dict) -> Mark | None:
+    """One mark of either front end, or None for marks without an area (points, lines of <3 vertices)."""
+    tool = int(raw.get("toolIndex", raw.get("tool", 0)) or 0)
+    frame = int(raw.get("frame", 0) or 0)
+    if "pathX" in raw:  # new front end freehand line: closed into an outline
+        points = np.column_stack([np.asarray(raw["pathX"], float), np.asarray(raw["pathY"], float)])
+    elif "points" in raw:
+        points = np.array([[float(p["x"]), float(p["y"])] for p in raw["points"]])
+    elif "width" in raw and "height" in raw:
+        w, h = float(raw["width"]), float(raw["height"])
+        x0 = float(raw["x_center"]) - w / 2 if "x_center" in raw else float(raw["x"])
+        y0 = float(raw["y_center"]) - h / 2 if "y_center" in raw else float(raw["y"])
+        points = np.array([[x0, y0], [x0 + w, y0], [x0 + w, y0 + h], [x0, y0 + h]])
+    else:
+        return None
+    if len(points) < 3 or not np.isfinite(points).all():
+        return None
+    return Mark(tool, frame, points)
+
+
+def parse_marks(annotations: list[dict]) -> list[Mark]:
+    """Every area mark of every drawing task of one classification's ``annotations``."""
+    marks = []
+    for task in annotations:
+        value = task.get("value")
+        if not isinstance(value, list):
+            continue  # a question or text task
+        for raw in value:
+            if isinstance(raw, dict) and (mark := _mark(raw)) is not None:
+                marks.append(mark)
+    return marks
+
+
+def rasterise(marks: list[Mark], frame_size: tuple[int, int], slice_shape: tuple[int, int],
+              tool_values: dict[int, int]) -> dict[int, np.ndarray]:  # fmt: skip
+    """Boolean (H, W) mask per label value from marks drawn on a frame of (width, height) pixels.
+
+    Frame pixel edges map to slice pixel edges (a frame may be enlarged or shrunk by render); a slice
+    pixel is inside when its centre is.
+    """
+    height, width = slice_shape
+    scale = np.array([width / frame_size[0], height / frame_size[1]])
+    masks: dict[int, np.ndarray] = {}
+    for mark in marks:
+        value = tool_values.get(mark.tool)
+        if value is None:
+            continue
+        xy = mark.points * scale - 0.5
+        area = polygon2mask((height, width), xy[:, ::-1])
+        masks[value] = masks.get(value, np.zeros(slice_shape, bool)) | area
+    return masks
+
+
+def consensus(volunteer_masks: list[dict[int, np.ndarray]], values: list[int], task: str,
+              shape: tuple[int, int], threshold: float) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Per-pixel vote fraction of each label value, and the label the votes settle on.
+
+    Every volunteer counts, including those who drew nothing (they say "nothing here"). Binary and
+    BraTS: the value with the most votes wins where its fraction reaches ``threshold``. Multilabel: each
+    bit independently.
+    """
+    n = len(volunteer_masks)
+    votes = np.zeros((len(values), *shape), np.float32)
+    for masks in volunteer_masks:
+        for k, value in enumerate(values):
+            if value in masks:
+                votes[k] += masks[value]
+    votes /= max(n, 1)
+    label = np.zeros(shape, np.uint8)
+    if task == "multilabel":
+        for k, value in enumerate(values):
+            label[votes[k] >= threshold] |= np.uint8(value)
+    else:
+        best = votes.argmax(0)
+        ok = votes.max(0) >= threshold
+        label[ok] = np.asarray(values, np.uint8)[best[ok]]
+    return label, votes
+
+
+def default_tool_values(store: CubeStore) -> dict[int, int]:
+    """Drawing tool i marks the store's i-th foreground class: label i+1, or bit i for multilabel stores."""
+    multilabel = store.task == "multilabel"
+    return {i: (1 << i) if multilabel else i + 1 for i in range(len(store.class_names))}
+
+
+# ----------------------------------------------------------------------------------- export
+def download_export(project: str, out: str | os.PathLike, *, endpoint: str | None = None,
+                    timeout: float = 600, generate: bool = True) -> Path:  # fmt: skip
+    """Generate (or reuse) a project's classification export through panoptes-client and save it."""
+    import requests
+    from panoptes_client import Project
+    from panoptes_client.panoptes import PanoptesAPIException
+
+    from tcupgan.zooniverse.upload import connect
+
+    connect(endpoint)
+    try:
+        project_obj = Project.find(slug=project) if "/" in project else Project.find(project)
+        if generate:
+            project_obj.generate_export("classifications")
+        described = project_obj.wait_export("classifications", timeout=timeout)
+        src = described["media"][0]["src"]
+        response = requests.get(src, timeout=timeout)
+        response.raise_for_status()
+    except (PanoptesAPIException, requests.RequestException) as e:
+        raise TcupganError(f"could not download the classification export of project {project}: {e}") from e
+    out = Path(out)
+    tmp = out.with_suffix(".part")
+    tmp.write_bytes(response.content)
+    os.replace(tmp, out)
+    return out
+
+
+def _read_rows(path: Path, report: HarvestReport, workflow: str | None) -> list[dict[str, Any]]:
+    """Export rows with their JSON decoded; malformed rows are counted by reason and left out."""
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    try:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            needed = {"classification_id", "annotations", "subject_data", "subject_ids"}
+            if not needed <= set(reader.fieldnames or []):
+                raise InputError(f"'{path}' is not a classification export (missing {needed})")
+            raw_rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise InputError(f"cannot read the export '{path}': {e}") from e
+    rows = []
+    for raw in raw_rows:
+        report.rows += 1
+        if workflow is not None and raw.get("workflow_id") != str(workflow):
+            report.skipped["other workflow"] += 1
+            continue
+        try:
+            row = dict(raw)
+            row["annotations"] = json.loads(raw["annotations"])
+            row["subject_data"] = json.loads(raw["subject_data"])
+            row["metadata"] = json.loads(raw.get("metadata") or "{}")
+            if not isinstance(row["annotations"], list) or not isinstance(row["subject_data"], dict):
+                raise ValueError
+        except (ValueError, TypeError):
+            report.skipped["malformed JSON"] += 1
+            continue
+        rows.append(row)
+    return rows
+
+
+def _subject(row: dict[str, Any]) -> tuple[str, dict] | None:
+    sid = str(row.get("subject_ids", "")).split(";")[0]
+    meta = row["subject_data"].get(sid)
+    return (sid, meta) if isinstance(meta, dict) else None
+
+
+# ---------------------------------------------------------------------------------- harvest
+def harvest(
+    export: str | os.PathLike,
+    store_path: str | os.PathLike,
+    *,
+    min_volunteers: int = 3,
+    threshold: float = 0.5,
+    workflow: str | None = None,
+    tool_values: dict[int, int] | None = None,
+) -> HarvestReport:
+    """Write the volunteers' consensus of every subject with ``min_volunteers`` or more into the store."""
+    if not 0 < threshold <= 1:
+        raise InputError("the consensus threshold must be in (0, 1]")
+    store = CubeStore(store_path, mode="r+")
+    report = HarvestReport()
+    tools = tool_values or default_tool_values(store)
+    values = sorted(set(tools.values()))
+    by_subject: dict[str, dict[str, Any]] = {}
+    for row in _read_rows(Path(export), report, workflow):
+        found = _subject(row)
+        if found is None:
+            report.skipped["no subject data"] += 1
+            continue
+        sid, meta = found
+        try:
+            cube, z = str(meta["#cube"]), int(meta["#slice"])
+            frame = (int(meta["#frame_width"]), int(meta["#frame_height"]))
+        except (KeyError, ValueError, TypeError):
+            report.skipped["not a tcupgan subject"] += 1
+            continue
+        if cube not in store or not 0 <= z < store[cube].shape[1] or min(frame) <= 0:
+            report.skipped["cube or slice not in this store"] += 1
+            continue
+        if meta.get("#store") not in (None, "", store.path.name):
+            report.skipped["subject of another store"] += 1
+            continue
+        try:
+            marks = parse_marks(row["annotations"])
+        except (ValueError, TypeError, KeyError, AttributeError):
+            report.skipped["malformed marks"] += 1
+            continue
+        volunteer = row.get("user_name") or f"anonymous-{row.get('user_ip', '')}"
+        entry = by_subject.setdefault(sid, {"cube": cube, "z": z, "frame": frame, "volunteers": {}})
+        entry["volunteers"][volunteer] = (row, marks)  # a volunteer's latest classification counts
+    per_cube: dict[str, dict[int, dict]] = {}
+    for sid, entry in sorted(by_subject.items()):
+        if len(entry["volunteers"]) < min_volunteers:
+            report.subjects_waiting += 1
+            continue
+        shape = store[entry["cube"]].shape[2:]
+        masks = [rasterise(marks, entry["frame"], shape, tools) for _, marks in entry["volunteers"].values()]
+        label, votes = consensus(masks, values, store.task, shape, threshold)
+        rows = [row for row, _ in entry["volunteers"].values()]
+        report.classifications_used += len(rows)
+        provenance = {
+            "subject": sid,
+            "classification_ids": sorted(str(r["classification_id"]) for r in rows),
+            "volunteers": len(rows),
+            "threshold": threshold,
+            "workflow_version": sorted({str(r.get("workflow_version", "")) for r in rows}),
+        }
+        per_cube.setdefault(entry["cube"], {})[entry["z"]] = {
+            "label": label,
+            "votes": votes,
+            "provenance": provenance,
+        }
+    for cube, slices in sorted(per_cube.items()):
+        written = _write_corrections(store, cube, slices, values)
+        report.slices_written += written
+        report.slices_unchanged += len(slices) - written
+        if written:
+            report.cubes.append(cube)
+    return report
+
+
+def _write_corrections(store: CubeStore, cube: str, slices: dict[int, dict], values: list[int]) -> int:
+    """Merge slices into the cube's corrections; rewrite atomically only if something changed."""
+    c = store[cube]
+    depth, height, width = c.shape[1:]
+    if "corrections" in c:
+        label = c["corrections"][...]
+        votes = c["correction_votes"][...]
+        provenance = dict(c["corrections"].attrs.get("slices", {}))
+    else:
+        label = np.zeros((depth, height, width), np.uint8)
+        votes = np.zeros((len(values), depth, height, width), np.uint8)
+        provenance = {}
+    changed = 0
+    for z, item in sorted(slices.items()):
+        percent = np.round(item["votes"] * 100).astype(np.uint8)
+        same = (
+            provenance.get(str(z)) == item["provenance"]
+            and np.array_equal(label[z], item["label"])
+            and np.array_equal(votes[:, z], percent)
+        )
+        if not same:
+            label[z], votes[:, z] = item["label"], percent
+            provenance[str(z)] = item["provenance"]
+            changed += 1
+    if changed:
+        attrs = {"slices": provenance, "values": values}
+        store.write_array(cube, "correction_votes", votes, overwrite=True, attrs={"values": values})
+        store.write_array(cube, "corrections", label, overwrite=True, attrs=attrs)
+    return changed

@@ -1,0 +1,135 @@
+"""Harvest: marks of both front ends → slice masks → consensus → corrections in the store."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tcupgan.cli.main import main
+from tcupgan.data import CubeStore
+from tcupgan.errors import InputError
+from tcupgan.zooniverse.exports import write_export
+from tcupgan.zooniverse.harvest import harvest
+from tcupgan.zooniverse.upload import upload_subjects
+from tcupgan.zooniverse.volunteers import classify_subject_set
+from tests.conftest import snapshot
+
+
+def row(cid, user, marks, cube="c", z=1, frame=(80, 80), sid="101", **extra):
+    meta = {
+        "#cube": cube,
+        "#slice": z,
+        "#frame_width": frame[0],
+        "#frame_height": frame[1],
+        "#store": "h.zarr",
+    }
+    return {
+        "classification_id": cid, "user_name": user, "user_id": "", "user_ip": "ip", "workflow_id": "9",
+        "workflow_name": "w", "workflow_version": "3.1", "created_at": "2026-11-23 10:00:00 UTC",
+        "gold_standard": "", "expert": "", "metadata": json.dumps({"classifier_version": "2.0"}),
+        "annotations": json.dumps([{"task": "T0", "value": marks}]),
+        "subject_data": json.dumps({sid: {"retired": None, **meta}}), "subject_ids": sid, **extra,
+    }  # fmt: skip
+
+
+def square(x0, y0, x1, y1, **keys):
+    return {
+        "points": [{"x": x0, "y": y0}, {"x": x1, "y": y0}, {"x": x1, "y": y1}, {"x": x0, "y": y1}],
+        **keys,
+    }
+
+
+@pytest.fixture()
+def small_store(tmp_path):
+    store = CubeStore.create(tmp_path / "h.zarr", task="binary", channel_names=["em"], class_names=["fg"])
+    store.write_cube("c", np.ones((1, 3, 40, 40), np.float32), np.zeros((3, 40, 40), np.uint8))
+    return tmp_path / "h.zarr"
+
+
+def test_known_polygons_give_known_areas_and_three_volunteer_consensus(small_store, tmp_path):
+    store_path = small_store
+    # frames are 80 px for a 40 px slice: frame square 20..60 = slice pixels 10..29 (400 px)
+    rows = [
+        row("1", "ann", [square(20, 20, 60, 60, tool=0, frame=0)]),  # old front end polygon
+        row(
+            "2",
+            "bob",
+            [
+                {
+                    "toolIndex": 0,
+                    "toolType": "rectangle",
+                    "frame": 1,
+                    "x_center": 40,
+                    "y_center": 40,
+                    "width": 40,
+                    "height": 40,
+                }
+            ],
+        ),  # fmt: skip
+        row(
+            "3",
+            "cyd",
+            [
+                {
+                    "toolIndex": 0,
+                    "toolType": "freehandLine",
+                    "frame": 0,
+                    "pathX": [0, 20, 20, 0],
+                    "pathY": [0, 0, 20, 20],
+                }
+            ],
+        ),  # fmt: skip  a different region: outvoted
+        row("4", "dan", [square(0, 0, 8, 8, tool=0)], sid="102", z=2),  # only one volunteer: waits
+        row("5", "eve", [], annotations="{oops"),  # torn JSON
+        row("6", "fay", [], subject_data="[]"),  # not an object
+        row("7", "gus", [], cube="missing-cube"),
+    ]
+    export = write_export(rows, tmp_path / "classifications.csv")
+    report = harvest(export, store_path, min_volunteers=3)
+    assert report.rows == 7 and report.classifications_used == 3 and report.subjects_waiting == 1
+    assert report.skipped == {"malformed JSON": 2, "cube or slice not in this store": 1}
+    cube = CubeStore(store_path)["c"]
+    corrected = cube["corrections"][1]
+    assert corrected.sum() == 400 and corrected[10:30, 10:30].all()  # 2 of 3 volunteers
+    votes = cube["correction_votes"][0, 1]
+    assert votes[15, 15] == 67 and votes[5, 5] == 33 and votes[35, 35] == 0
+    assert cube["corrections"].attrs["slices"]["1"]["classification_ids"] == ["1", "2", "3"]
+    assert cube["corrections"][0].sum() == 0 and "2" not in cube["corrections"].attrs["slices"]
+    before = snapshot(store_path)
+    again = harvest(export, store_path, min_volunteers=3)
+    assert again.slices_written == 0 and again.slices_unchanged == 1 and snapshot(store_path) == before
+
+
+def test_threshold_and_cli(small_store, tmp_path, capsys):
+    store_path = small_store
+    rows = [row(str(i), f"v{i}", [square(20, 20, 60, 60, tool=0)] if i < 2 else []) for i in range(4)]
+    export = write_export(rows, tmp_path / "e.csv")
+    assert main(["harvest", "--export", str(export), "--store", str(store_path), "--threshold", "0.75"]) == 0
+    assert json.loads(capsys.readouterr().out)["slices_written"] == 1
+    assert CubeStore(store_path)["c"]["corrections"][1].sum() == 0  # 2 of 4 < 0.75
+    assert main(["harvest", "--export", str(export), "--store", str(store_path), "--threshold", "0.5"]) == 0
+    assert CubeStore(store_path)["c"]["corrections"][1].sum() == 400
+    (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(InputError, match="not a classification export"):
+        harvest(tmp_path / "bad.csv", store_path)
+
+
+def test_simulated_volunteers_through_sandbox_then_export_download(sandbox, subjects, store_path, tmp_path):
+    upload_subjects(subjects, sandbox.project_id, "round-1", workflow=sandbox.workflow_id, backoff=0)
+    volunteers = {k: v for k, v in sandbox.state.credentials().items() if k.startswith("volunteer")}
+    set_id = next(s["id"] for s in sandbox.state.objects("subject_sets"))
+    posted = classify_subject_set(sandbox.endpoint, volunteers, str(store_path), set_id, sandbox.workflow_id)
+    assert posted == 3 * 32
+    code = main(["harvest", "--project", sandbox.project_id, "--export", str(tmp_path / "dl.csv"),
+                 "--store", str(store_path), "--workflow", sandbox.workflow_id])  # fmt: skip
+    assert code == 0 and (tmp_path / "dl.csv").exists()
+    store = CubeStore(store_path)
+    dices = []
+    for name in store.names():
+        cube = store[name]
+        for z in map(int, cube["corrections"].attrs["slices"]):
+            truth, got = cube.label[z] > 0, cube["corrections"][z] > 0
+            dices.append(2 * (truth & got).sum() / (truth.sum() + got.sum()))
+    assert len(dices) == 32 and np.mean(dices) > 0.85
