@@ -3,6 +3,10 @@
 Crops are read lazily from Zarr (only the chunks under the crop), so a store larger than memory trains
 as well as a small one. Foreground oversampling centres a share of crops on labelled voxels; the
 coordinates of foreground voxels are gathered once per cube and worker, from the uint8 label alone.
+
+Volunteer corrections (``tcupgan harvest``) override the label on their slices. A cube with no ground
+truth but some corrected slices trains too: its crops always hold a corrected slice, and each item says
+which of its slices are labelled so the losses ignore the others.
 """
 
 from __future__ import annotations
@@ -27,10 +31,37 @@ def _crop_size(crop: Sequence[int], shape: Sequence[int]) -> tuple[int, int, int
     return tuple(min(int(c), int(s)) for c, s in zip(crop, shape, strict=True))  # type: ignore[return-value]
 
 
-class CropDataset(Dataset):
-    """``samples`` random crops per epoch from the labelled cubes ``names`` of a store.
+def corrected_slices(cube) -> list[int]:
+    """Slices of a cube that volunteers corrected (listed in the provenance of ``corrections``)."""
+    return (
+        sorted(int(z) for z in cube["corrections"].attrs.get("slices", {})) if "corrections" in cube else []
+    )
 
-    Each item: {"image": (C, d, h, w) float32 normalised, "target": (K, d, h, w) float32, "cube": name}.
+
+def is_trainable(cube) -> bool:
+    return cube.label is not None or bool(corrected_slices(cube))
+
+
+def read_training_label(cube, window: tuple[slice, slice, slice]) -> tuple[np.ndarray, np.ndarray]:
+    """The label of a crop, corrections overriding ground truth, and a (d,) mask of labelled slices."""
+    zs = range(window[0].start, window[0].stop)
+    if cube.label is not None:
+        label, labelled = cube.label[window], np.ones(len(zs), bool)
+    else:
+        shape = [w.stop - w.start for w in window]
+        label, labelled = np.zeros(shape, np.uint8), np.zeros(len(zs), bool)
+    for z in corrected_slices(cube):
+        if z in zs:
+            label[z - zs.start] = cube["corrections"][z, window[1], window[2]]
+            labelled[z - zs.start] = True
+    return label, labelled
+
+
+class CropDataset(Dataset):
+    """``samples`` random crops per epoch from the labelled (or corrected) cubes ``names`` of a store.
+
+    Each item: {"image": (C, d, h, w) float32 normalised, "target": (K, d, h, w) float32,
+    "labelled": (d,) bool (slices the losses may use), "cube": name}.
     """
 
     def __init__(
@@ -81,19 +112,30 @@ class CropDataset(Dataset):
         cube = self.store[name]
         shape = cube.shape[1:]
         crop = _crop_size(self.crop, shape)
-        label = cube.label
-        fg = self._foreground_voxels(name, label)
-        if len(fg) and rng.random() < self.foreground_ratio:
+        if cube.label is not None:
+            fg = self._foreground_voxels(name, cube.label)
+        else:  # only corrected slices are known: centre on one of them
+            z = rng.choice(corrected_slices(cube))
+            fg = np.argwhere(cube["corrections"][z] > 0)
+            fg = (
+                np.column_stack([np.full(len(fg), z), fg])
+                if len(fg)
+                else np.array([[z, *(s // 2 for s in shape[1:])]])
+            )
+        if len(fg) and (cube.label is None or rng.random() < self.foreground_ratio):
             centre = fg[rng.integers(len(fg))]
+            jitter = [0 if cube.label is None and axis == 0 else rng.integers(-k // 4, k // 4 + 1)
+                      for axis, k in enumerate(crop)]  # fmt: skip
             start = [
-                int(np.clip(c - k // 2 + rng.integers(-k // 4, k // 4 + 1), 0, s - k))
-                for c, k, s in zip(centre, crop, shape, strict=True)
+                int(np.clip(c - k // 2 + j, 0, s - k))
+                for c, k, s, j in zip(centre, crop, shape, jitter, strict=True)
             ]
         else:
             start = [int(rng.integers(0, s - k + 1)) for k, s in zip(crop, shape, strict=True)]
         window = tuple(slice(a, a + k) for a, k in zip(start, crop, strict=True))
         image = normalise(cube.image[(slice(None), *window)], cube.attrs)
-        target = label_to_target(label[window], self.store.task, len(self.store.class_names))
+        label, labelled = read_training_label(cube, window)
+        target = label_to_target(label, self.store.task, len(self.store.class_names))
         item = {"image": image, "target": target}
         if self.augment is not None:
             self.augment.set_random_state(seed=int(rng.integers(2**31)))
@@ -101,6 +143,7 @@ class CropDataset(Dataset):
         return {
             "image": torch.as_tensor(np.asarray(item["image"]), dtype=torch.float32),
             "target": torch.as_tensor(np.asarray(item["target"]), dtype=torch.float32),
+            "labelled": torch.from_numpy(labelled),
             "cube": name,
         }
 
@@ -159,12 +202,13 @@ class CubeDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         store = CubeStore(self.hparams.store)
-        labelled = {n for n in store.names() if store[n].label is not None}
-        self.train_names = [n for n in store.names(split="train") if n in labelled]
-        self.val_names = [n for n in store.names(split="val") if n in labelled][: self.hparams.max_val_cubes]
+        self.train_names = [n for n in store.names(split="train") if is_trainable(store[n])]
+        val = [n for n in store.names(split="val") if store[n].label is not None]
+        self.val_names = val[: self.hparams.max_val_cubes]
         if not self.train_names:
             raise ConfigError(
-                f"store '{store.path}' has no labelled cubes in split 'train'; see `tcupgan info`"
+                f"store '{store.path}' has no labelled or corrected cubes in split 'train'; "
+                "see `tcupgan info`"
             )
         if not self.val_names:
             raise ConfigError(

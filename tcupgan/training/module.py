@@ -8,6 +8,7 @@ guard that stops on NaN/Inf instead of writing a broken checkpoint.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import lightning as L
@@ -22,6 +23,8 @@ from tcupgan.errors import ConfigError, TrainingDivergedError
 from tcupgan.models import PatchDiscriminator, TCuPGenerator
 
 __all__ = ["TCuPGAN", "FocalTverskyLoss", "make_seg_loss"]
+
+log = logging.getLogger(__name__)
 
 
 class FocalTverskyLoss(torch.nn.Module):
@@ -76,6 +79,9 @@ class TCuPGAN(L.LightningModule):
         grad_clip: clip gradient norms to this (0 disables).
         val_roi: sliding-window size (D, H, W) for validation; None uses the whole cube.
         compile: ``torch.compile`` the generator (GPUs; off by default).
+        init_from: checkpoint whose weights start training (fine-tuning after a volunteer round, or
+            transfer to a new project); tensors whose shapes differ (other channel or class counts) keep
+            their fresh initialisation. Resuming with ``--ckpt_path`` still restores everything.
     """
 
     def __init__(
@@ -101,6 +107,7 @@ class TCuPGAN(L.LightningModule):
         grad_clip: float = 1.0,
         val_roi: tuple[int, int, int] | None = None,
         compile: bool = False,
+        init_from: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -122,6 +129,22 @@ class TCuPGAN(L.LightningModule):
         self._val_scores: list[torch.Tensor] = []
         self._val_example: dict | None = None
 
+    def setup(self, stage: str) -> None:
+        # before Lightning restores a --ckpt_path (which then wins); never on load_from_checkpoint
+        if stage == "fit" and self.hparams.init_from:
+            kept = self.load_pretrained(self.hparams.init_from)
+            log.info("initialised from %s (%d tensors kept fresh)", self.hparams.init_from, len(kept))
+
+    def load_pretrained(self, path: str | Path) -> list[str]:
+        """Copy every tensor of a checkpoint whose name and shape match; returns the names left fresh."""
+        if not Path(path).is_file():
+            raise ConfigError(f"init_from checkpoint '{path}' does not exist")
+        state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+        own = self.state_dict()
+        usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+        self.load_state_dict(usable, strict=False)
+        return sorted(set(own) - set(usable))
+
     def configure_model(self) -> None:
         if self.hparams.compile:
             self.generator = torch.compile(self.generator)
@@ -140,9 +163,30 @@ class TCuPGAN(L.LightningModule):
                 "raise seg_weight, then resume from the last good checkpoint"
             )
 
-    def _bce(self, logits: torch.Tensor, real: bool) -> torch.Tensor:
+    def _bce(self, logits: torch.Tensor, real: bool, slices: torch.Tensor | None = None) -> torch.Tensor:
+        """Adversarial BCE over the discriminator's patches; ``slices`` (B, D) keeps labelled slices only
+        (the discriminator keeps depth, one score map per slice)."""
         target = torch.ones_like(logits) if real else torch.zeros_like(logits)
-        return F.binary_cross_entropy_with_logits(logits, target)
+        if slices is None:
+            return F.binary_cross_entropy_with_logits(logits, target)
+        weight = slices[:, None, :, None, None].to(logits.dtype).expand_as(logits)
+        return (
+            F.binary_cross_entropy_with_logits(logits, target, weight=weight, reduction="sum") / weight.sum()
+        )
+
+    def _seg_loss(
+        self, logits: torch.Tensor, target: torch.Tensor, slices: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Segmentation loss; for crops with unlabelled slices (corrections only) on labelled slices alone,
+        so the generator still sees the whole crop as context but learns only from what volunteers drew."""
+        if slices is None:
+            return self.seg_loss(logits, target)
+        losses = [
+            self.seg_loss(logits[b : b + 1, :, m], target[b : b + 1, :, m])
+            for b, m in enumerate(slices)
+            if m.any()
+        ]
+        return torch.stack(losses).mean()
 
     def _step_optimizer(self, optimizer, loss: torch.Tensor) -> None:
         self.toggle_optimizer(optimizer)
@@ -157,10 +201,12 @@ class TCuPGAN(L.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> None:
         image, target = batch["image"], batch["target"]
+        slices = batch.get("labelled")
+        slices = None if slices is None or bool(slices.all()) else slices.bool()
         self._check_finite("the input batch", image, batch)
         opt_g, opt_d = self.optimizers()
         logits = self.generator(image)
-        seg = self.seg_loss(logits, target)
+        seg = self._seg_loss(logits, target, slices)
         fake = torch.sigmoid(logits)
         if self.hparams.adversarial:
             self.toggle_optimizer(opt_g)  # discriminator frozen while the generator learns to fool it
@@ -178,7 +224,7 @@ class TCuPGAN(L.LightningModule):
         }
         if self.hparams.adversarial:
             d_loss = 0.5 * (
-                self._bce(self.discriminator(image, target), real=True)
+                self._bce(self.discriminator(image, target), real=True, slices=slices)
                 + self._bce(self.discriminator(image, fake.detach()), real=False)
             )
             self._check_finite("the discriminator loss", d_loss, batch)

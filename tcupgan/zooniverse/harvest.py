@@ -28,7 +28,15 @@ from skimage.draw import polygon2mask
 from tcupgan.data.store import CubeStore
 from tcupgan.errors import InputError, TcupganError
 
-__all__ = ["harvest", "HarvestReport", "parse_marks", "rasterise", "consensus", "download_export"]
+__all__ = [
+    "harvest",
+    "HarvestReport",
+    "parse_marks",
+    "rasterise",
+    "consensus",
+    "download_export",
+    "write_corrections",
+]
 
 log = logging.getLogger(__name__)
 
@@ -275,7 +283,7 @@ def harvest(
             "provenance": provenance,
         }
     for cube, slices in sorted(per_cube.items()):
-        written = _write_corrections(store, cube, slices, values)
+        written = write_corrections(store, cube, slices, values)
         report.slices_written += written
         report.slices_unchanged += len(slices) - written
         if written:
@@ -283,8 +291,9 @@ def harvest(
     return report
 
 
-def _write_corrections(store: CubeStore, cube: str, slices: dict[int, dict], values: list[int]) -> int:
-    """Merge slices into the cube's corrections; rewrite atomically only if something changed."""
+def write_corrections(store: CubeStore, cube: str, slices: dict[int, dict], values: list[int]) -> int:
+    """Merge corrected slices ({z: {"label", "votes", "provenance"}}) into a cube's corrections; rewrite
+    atomically only if something changed. Returns how many slices changed."""
     c = store[cube]
     depth, height, width = c.shape[1:]
     if "corrections" in c:

@@ -401,6 +401,7 @@ class SandboxApi:
 
     # --------------------------------------------------------------------------------- writes
     def create(self, kind: str, payload: dict):
+        self._need_user()
         fields = payload.get(kind)
         if not isinstance(fields, dict):
             raise ApiError(422, f"the request body must be {{'{kind}': {{...}}}}")

@@ -17,7 +17,7 @@ from skimage.measure import label as connected
 
 from tcupgan.data.store import CubeStore
 
-__all__ = ["trace_marks", "classify_subject_set"]
+__all__ = ["trace_marks", "classify_subject_set", "simulate_consensus"]
 
 
 def trace_marks(
@@ -62,6 +62,36 @@ def trace_marks(
                               "markId": uuid.uuid4().hex[:12], "pathX": [p["x"] for p in points],
                               "pathY": [p["y"] for p in points]})  # fmt: skip
     return marks
+
+
+def simulate_consensus(
+    truth: np.ndarray,
+    tool_values: dict[int, int],
+    task: str,
+    rng: np.random.Generator,
+    *,
+    volunteers: int = 3,
+    noise_px: float = 1.0,
+    miss_rate: float = 0.1,
+    threshold: float = 0.5,
+) -> tuple[np.ndarray, np.ndarray]:
+    """What harvest would make of ``volunteers`` simulated volunteers correcting one slice, without HTTP:
+    the same marks, rasterisation and consensus. Frames are as large as render makes them (≥ 512 px)."""
+    from tcupgan.zooniverse.harvest import consensus, parse_marks, rasterise
+    from tcupgan.zooniverse.render import MIN_SIDE
+
+    height, width = truth.shape
+    scale = max(1.0, MIN_SIDE / max(height, width))
+    frame = (round(width * scale), round(height * scale))
+    masks = []
+    for i in range(volunteers):
+        style = ("old", "new", "freehand")[i % 3]
+        options = {"noise_px": noise_px, "miss_rate": miss_rate, "style": style, "bits": task == "multilabel"}
+        marks = trace_marks(truth, frame, tool_values, rng, **options)
+        masks.append(
+            rasterise(parse_marks([{"task": "T0", "value": marks}]), frame, truth.shape, tool_values)
+        )
+    return consensus(masks, sorted(set(tool_values.values())), task, truth.shape, threshold)
 
 
 def classify_subject_set(endpoint: str, volunteers: dict[str, str], store_path: str, subject_set_id: str,

@@ -1,0 +1,45 @@
+"""The end-to-end tools run as users run them (``python -m tools.X --quick``), on real data and HTTP."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tcupgan.data import CubeStore
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_tool(module: str, *args: str) -> None:
+    subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=ROOT, check=True, capture_output=True, timeout=600
+    )
+
+
+def test_volunteer_loop_end_to_end_against_the_sandbox(tmp_path):
+    out = tmp_path / "loop"
+    run_tool("tools.volunteer_loop", "--out", str(out), "--quick", "--fail-rate", "0.3")
+    summary = json.loads((out / "loop_summary.json").read_text())
+    assert (
+        summary["upload"]["last"]["failed"] == 0 and summary["classifications"] == 3 * summary["slices_sent"]
+    )
+    assert (
+        summary["harvest"]["slices_written"] == summary["slices_sent"] and not summary["harvest"]["skipped"]
+    )
+    store = CubeStore(out / "work.zarr")
+    corrected = sum(
+        len(store[n]["corrections"].attrs["slices"]) for n in store.names() if "corrections" in store[n]
+    )
+    assert corrected == summary["slices_sent"]
+    assert all(0 <= v <= 1 for v in (*summary["dice_before"].values(), *summary["dice_after"].values()))
+    assert all(Path(c).is_file() for c in summary["checkpoints"])
+
+
+def test_selection_study_reports_shares_and_draws_the_figure(tmp_path):
+    run_tool("tools.selection_study", "--out", str(tmp_path), "--quick")
+    result = json.loads((tmp_path / "selection_quality.json").read_text())
+    for strategy in ("discriminator", "entropy", "hybrid", "random"):
+        shares = result["error_share"][strategy]
+        assert 0 < shares["top10%"] <= shares["top20%"] <= 1
+    assert -1 <= result["spearman_realness_vs_dice_error"] <= 1
+    assert (tmp_path / "selection_quality.png").stat().st_size > 10_000

@@ -1,0 +1,104 @@
+"""Training on volunteer corrections: they override labels, and cubes with only corrected slices train
+with losses restricted to those slices."""
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+
+from tcupgan.data import CubeStore, synthesize
+from tcupgan.training import CubeDataModule, TCuPGAN
+from tcupgan.training.data import CropDataset
+
+SMALL_MODEL = {"widths": (4, 8), "disc_width": 4, "disc_layers": 2, "val_roi": (8, 32, 32)}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """Synthetic cubes; 'volunteer' cube: no ground truth, corrected slices 2 and 9 only; one labelled
+    cube with a correction that overrides its label on slice 3."""
+    path = tmp_path_factory.mktemp("corr") / "fc.zarr"
+    synthesize("fatchecker", path, n=4, seed=0, shape=(12, 40, 40))
+    store = CubeStore(path, mode="r+")
+    donor = store[store.names(split="train")[0]]
+    store.write_cube("volunteer", donor.image[...], None, attrs={"split": "train"})
+    corrections = np.zeros((12, 40, 40), np.uint8)
+    corrections[2, 10:20, 10:20] = corrections[9, 5:15, 20:30] = 1
+    slices = {"2": {"subject": "1"}, "9": {"subject": "2"}}
+    store.write_array("volunteer", "corrections", corrections, attrs={"slices": slices})
+    override = np.zeros((12, 40, 40), np.uint8)
+    override[3, :8, :8] = 1
+    store.write_array(donor.name, "corrections", override, attrs={"slices": {"3": {"subject": "3"}}})
+    return path, donor.name
+
+
+def test_crops_of_a_corrected_only_cube_hold_corrected_slices_and_say_so(store):
+    path, donor = store
+    data = CropDataset(path, ["volunteer"], (6, 32, 32), samples=30, augment=False)
+    for i in range(30):
+        item = data[i]
+        labelled = item["labelled"].numpy()
+        assert 1 <= labelled.sum() <= 2  # the crop holds slice 2 or 9 (or both), and no other
+        target = item["target"][0].numpy()
+        assert target[~labelled].sum() == 0 and target[labelled].sum() > 0
+    full = CropDataset(path, [donor], (12, 40, 40), samples=1, augment=False)[0]
+    assert full["labelled"].all()
+    np.testing.assert_array_equal(
+        full["target"][0, 3].numpy() > 0, np.pad(np.ones((8, 8)), ((0, 32), (0, 32))) > 0
+    )
+
+
+def test_losses_ignore_unlabelled_slices(store):
+    path, _ = store
+    model = TCuPGAN(1, 1, ["fg"], **SMALL_MODEL)
+    logits = torch.randn(2, 1, 6, 16, 16, requires_grad=True)
+    target = (torch.rand(2, 1, 6, 16, 16) > 0.5).float()
+    slices = torch.zeros(2, 6, dtype=torch.bool)
+    slices[0, 1] = slices[1, 4] = True
+    model._seg_loss(logits, target, slices).backward()
+    grad = logits.grad.abs().sum(dim=(1, 3, 4))
+    assert (grad[~slices] == 0).all() and (grad[slices] > 0).all()
+    d_logits = torch.randn(2, 1, 6, 4, 4, requires_grad=True)
+    model._bce(d_logits, real=True, slices=slices).backward()
+    d_grad = d_logits.grad.abs().sum(dim=(1, 3, 4))
+    assert (d_grad[~slices] == 0).all() and (d_grad[slices] > 0).all()
+
+
+def test_fit_on_corrections_alone(store, tmp_path):
+    """A train split whose only cube has corrected slices and no ground truth trains end to end."""
+    path, _ = store
+    only = tmp_path / "only.zarr"
+    source = CubeStore(path)
+    target = CubeStore.create(
+        only, task="binary", channel_names=source.channel_names, class_names=source.class_names
+    )
+    cube = source["volunteer"]
+    target.write_cube("volunteer", cube.image[...], None, attrs={"split": "train"})
+    target.write_array(
+        "volunteer", "corrections", cube["corrections"][...], attrs=dict(cube["corrections"].attrs)
+    )
+    val = source[source.names(split="val")[0]]
+    target.write_cube("val", val.image[...], val.label[...], attrs={"split": "val"})
+    data = CubeDataModule(str(only), crop_size=(6, 32, 32), batch_size=2, samples_per_epoch=4, num_workers=0)
+    model = TCuPGAN(data.in_channels, data.out_channels, data.class_names, **SMALL_MODEL)
+    before = {k: v.clone() for k, v in model.generator.state_dict().items()}
+    trainer = L.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=tmp_path)  # fmt: skip
+    trainer.fit(model, data)
+    assert data.train_names == ["volunteer"]
+    assert torch.isfinite(trainer.callback_metrics["train/seg_loss_epoch"])
+    assert any(not torch.equal(before[k], v) for k, v in model.generator.state_dict().items())
+
+
+def test_init_from_copies_matching_weights_and_keeps_the_rest_fresh(store, tmp_path):
+    source = TCuPGAN(1, 1, ["fg"], **SMALL_MODEL)
+    trainer = L.Trainer(accelerator="cpu", max_epochs=0, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=tmp_path)  # fmt: skip
+    trainer.strategy.connect(source)
+    trainer.save_checkpoint(tmp_path / "source.ckpt")
+    other = TCuPGAN(1, 2, ["a", "b"], **SMALL_MODEL, init_from=str(tmp_path / "source.ckpt"))
+    fresh = other.load_pretrained(tmp_path / "source.ckpt")
+    assert fresh and all("head" in k or "discriminator" in k for k in fresh), fresh  # only 2-class layers
+    for key, value in source.generator.state_dict().items():
+        if f"generator.{key}" not in fresh:
+            assert torch.equal(value, other.generator.state_dict()[key])
