@@ -37,3 +37,35 @@ def test_predict_speed_tiny_emits_json(capsys):
     result = predict_speed.main(["--tiny"])
     printed = json.loads(capsys.readouterr().out)
     assert printed == result and printed["tcupgan_voxels_per_s"] > 0 and printed["monai_voxels_per_s"] > 0
+
+
+def test_bench_all_tiny_writes_json_and_renders_the_document(tmp_path):
+    """``python -m tools.bench all --tiny``: every benchmark (upload and effort included) emits JSON, and
+    docs/benchmarks.md is rendered from it; the upload under faults must leave no duplicate."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "bench.json"
+    cmd = [sys.executable, "-m", "tools.bench", "all", "--tiny", "--json", str(out), "--docs", str(tmp_path)]
+    subprocess.run(cmd, cwd=root, check=True, capture_output=True, timeout=900)
+    results = json.loads(out.read_text())
+    bench = results["benchmarks"]
+    assert set(bench) == {
+        "store_io",
+        "model_speed",
+        "predict_speed",
+        "predict_memory",
+        "upload_speed",
+        "volunteer_effort",
+    }
+    upload = bench["upload_speed"]
+    assert upload["tcupgan_faults"]["duplicates"] == 0 and upload["tcupgan_faults"]["missing"] == 0
+    assert upload["tcupgan_no_faults"]["subjects_per_s"] > 0 and upload["recipe_no_faults"]["in_set"] == 4
+    effort = bench["volunteer_effort"]["summary"]
+    assert set(effort) == {"discriminator", "random"}
+    doc = (tmp_path / "benchmarks.md").read_text()
+    for text in ("random slice reads", "upload under faults", "## Volunteer effort", "volunteer_effort.png"):
+        assert text in doc
+    assert (tmp_path / "images" / "volunteer_effort.png").stat().st_size > 10_000

@@ -19,7 +19,7 @@ def run_tool(module: str, *args: str) -> None:
 def test_volunteer_loop_end_to_end_against_the_sandbox(tmp_path):
     out = tmp_path / "loop"
     run_tool("tools.volunteer_loop", "--out", str(out), "--quick", "--fail-rate", "0.3")
-    summary = json.loads((out / "loop_summary.json").read_text())
+    summary = json.loads((out / "report.json").read_text())
     assert (
         summary["upload"]["last"]["failed"] == 0 and summary["classifications"] == 3 * summary["slices_sent"]
     )
@@ -33,6 +33,12 @@ def test_volunteer_loop_end_to_end_against_the_sandbox(tmp_path):
     assert corrected == summary["slices_sent"]
     assert all(0 <= v <= 1 for v in (*summary["dice_before"].values(), *summary["dice_after"].values()))
     assert all(Path(c).is_file() for c in summary["checkpoints"])
+    assert summary["set_audit"] == {
+        "subjects_in_set": summary["slices_sent"],
+        "duplicates": 0,
+        "images_missing": 0,
+    }
+    assert all(Path(f).exists() for f in summary["figures"])
 
 
 def test_selection_study_reports_shares_and_draws_the_figure(tmp_path):
@@ -43,3 +49,13 @@ def test_selection_study_reports_shares_and_draws_the_figure(tmp_path):
         assert 0 < shares["top10%"] <= shares["top20%"] <= 1
     assert -1 <= result["spearman_realness_vs_dice_error"] <= 1
     assert (tmp_path / "selection_quality.png").stat().st_size > 10_000
+
+
+def test_demo_refuses_a_folder_that_holds_files(tmp_path, capsys):
+    from tcupgan.cli.main import main
+
+    (tmp_path / "old.txt").write_text("keep me")
+    assert main(["demo", "--out", str(tmp_path), "--quick"]) == 2
+    assert (
+        "already holds files" in capsys.readouterr().err and (tmp_path / "old.txt").read_text() == "keep me"
+    )

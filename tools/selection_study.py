@@ -22,9 +22,9 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from tcupgan.data import CubeStore, synthesize
+from tcupgan.demo import fit_demo_model
 from tcupgan.inference import predict_store
 from tcupgan.selection import select_slices
-from tools.volunteer_loop import fit
 
 FRACTIONS = (0.1, 0.2)
 
@@ -131,7 +131,7 @@ def main() -> None:
     if ckpt is None:
         train = out / "train.zarr"
         synthesize("fatchecker", train, n=4 if args.quick else 10, seed=0, shape=shape)
-        ckpt = fit(train, out / "run", 1 if args.quick else args.epochs, args.quick)
+        ckpt = fit_demo_model(train, out / "run", 1 if args.quick else args.epochs, args.quick)
     mixed = out / "mixed.zarr"
     synthesize("fatchecker", mixed, n=2 if args.quick else 6, seed=2, shape=shape)
     synthesize("fatchecker", mixed, n=2 if args.quick else 6, seed=3, shift=True, shape=shape)

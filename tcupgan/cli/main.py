@@ -131,6 +131,51 @@ def cmd_show(args: argparse.Namespace) -> None:
     print(f"wrote {show_cube(CubeStore(args.store), args.cube, args.out, args.slices)}")
 
 
+def cmd_demo(args: argparse.Namespace) -> None:
+    from tcupgan.demo import run_demo
+
+    report = run_demo(args.out, quick=args.quick, fail_rate=args.fail_rate)
+    before, after, audit = report["dice_before"], report["dice_after"], report["set_audit"]
+    print(
+        f"\nDice on held-out shifted cubes: {before['heldout']:.3f} -> {after['heldout']:.3f} "
+        "after one volunteer round "
+        f"({report['slices_sent']} slices sent, {report['classifications']} volunteer classifications)"
+    )
+    print(
+        f"upload: {audit['subjects_in_set']} subjects in the set, {audit['duplicates']} duplicates, "
+        f"{audit['images_missing']} missing images, {len(report['upload']['runs'])} run(s)"
+    )
+    print("figures: " + ", ".join(report["figures"]))
+    print(f"report: {args.out}/report.json")
+
+
+def finetune_arguments(argv: Sequence[str]) -> list[str]:
+    """``tcupgan finetune`` options → ``tcupgan fit`` (LightningCLI) arguments; the rest pass through."""
+    parser = argparse.ArgumentParser(
+        prog="tcupgan finetune",
+        description="Start training a new project from a trained checkpoint (transfer learning). Matching "
+        "layers are loaded, the input stem adapted to new channels, the rest listed fresh in the log. Every "
+        "other option is `tcupgan fit`'s (--config, --trainer.*, --model.*, --data.*).",
+        epilog="example:\n  tcupgan finetune --from fatchecker.ckpt --config configs/floating_forests.yaml "
+        "--freeze encoder --label-fraction 0.1",
+        formatter_class=formatter,
+    )
+    parser.add_argument("--from", dest="source", required=True, help="checkpoint or TCuPGenerator state dict")
+    parser.add_argument("--freeze", choices=["none", "encoder", "all-but-head"], default="none")
+    parser.add_argument(
+        "--label-fraction", type=float, default=1.0, help="train on this share of cubes (1.0)"
+    )
+    parser.add_argument("--discriminator", choices=["reuse", "reset"], default="reuse")
+    parser.add_argument("--pretrained-lr-scale", type=float, default=1.0, help="LR factor for loaded layers")
+    known, rest = parser.parse_known_args(list(argv))
+    return [
+        "--model.init_from", known.source, "--model.freeze", known.freeze,
+        "--model.reset_discriminator", str(known.discriminator == "reset").lower(),
+        "--model.pretrained_lr_scale", str(known.pretrained_lr_scale),
+        "--data.label_fraction", str(known.label_fraction), *rest,
+    ]  # fmt: skip
+
+
 def cmd_fit(argv: Sequence[str]) -> None:
     from tcupgan.training.cli import run_fit
 
@@ -261,8 +306,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     add_volunteer_commands(sub)
+    p = add_command(
+        sub,
+        "demo",
+        "Run the whole loop on synthetic data: train, predict, select, upload, harvest, retrain.",
+        "tcupgan demo --out demo-run --quick",
+        cmd_demo,
+    )
+    p.add_argument("--out", default="demo-run", help="a new folder for everything the demo makes (demo-run)")
+    p.add_argument("--quick", action="store_true", help="tiny cubes and few epochs (about a minute)")
+    p.add_argument("--fail-rate", type=float, default=0.2, help="faults injected into the sandbox (0.2)")
     sub.add_parser(
         "fit", help="Train TCuP-GAN (LightningCLI: --config configs/demo.yaml, --print_config, --trainer.*).",
+        add_help=False,
+    )  # fmt: skip
+    sub.add_parser(
+        "finetune", help="Train a new project from a trained checkpoint (--from CKPT --freeze encoder ...).",
         add_help=False,
     )  # fmt: skip
     return parser
@@ -297,6 +356,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         rest = [a for a in argv if a != "--debug"]
         if rest[:1] == ["fit"]:  # LightningCLI owns fit's arguments (--config, --trainer.*, --print_config)
             cmd_fit(rest[1:])
+            return 0
+        if rest[:1] == ["finetune"]:
+            cmd_fit(finetune_arguments(rest[1:]))
             return 0
         args = build_parser().parse_args(argv)
         if not getattr(args, "func", None):

@@ -177,7 +177,9 @@ class CubeDataModule(L.LightningDataModule):
         num_workers: loader processes (0 reads in the training process).
         augment: random flips and intensity jitter.
         max_val_cubes: validate on at most this many val cubes (keeps epochs short).
-        seed: seed of the crop positions.
+        label_fraction: train on a seeded random share of the trainable train cubes (label-efficiency
+            curves: 0.05, 0.1, 0.25 ...); at least one cube.
+        seed: seed of the crop positions and of the label-fraction subset.
     """
 
     def __init__(
@@ -190,6 +192,7 @@ class CubeDataModule(L.LightningDataModule):
         num_workers: int = 1,
         augment: bool = True,
         max_val_cubes: int = 4,
+        label_fraction: float = 1.0,
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -203,6 +206,15 @@ class CubeDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         store = CubeStore(self.hparams.store)
         self.train_names = [n for n in store.names(split="train") if is_trainable(store[n])]
+        fraction = self.hparams.label_fraction
+        if not 0 < fraction <= 1:
+            raise ConfigError(f"label_fraction must be in (0, 1], got {fraction}")
+        if fraction < 1 and self.train_names:
+            keep = max(1, round(fraction * len(self.train_names)))
+            chosen = np.random.default_rng(self.hparams.seed).choice(
+                len(self.train_names), keep, replace=False
+            )
+            self.train_names = [self.train_names[i] for i in sorted(chosen)]
         val = [n for n in store.names(split="val") if store[n].label is not None]
         self.val_names = val[: self.hparams.max_val_cubes]
         if not self.train_names:

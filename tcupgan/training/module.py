@@ -21,6 +21,7 @@ from monai.metrics import DiceMetric
 
 from tcupgan.errors import ConfigError, TrainingDivergedError
 from tcupgan.models import PatchDiscriminator, TCuPGenerator
+from tcupgan.training.transfer import freeze, transfer_weights
 
 __all__ = ["TCuPGAN", "FocalTverskyLoss", "make_seg_loss"]
 
@@ -79,9 +80,13 @@ class TCuPGAN(L.LightningModule):
         grad_clip: clip gradient norms to this (0 disables).
         val_roi: sliding-window size (D, H, W) for validation; None uses the whole cube.
         compile: ``torch.compile`` the generator (GPUs; off by default).
-        init_from: checkpoint whose weights start training (fine-tuning after a volunteer round, or
-            transfer to a new project); tensors whose shapes differ (other channel or class counts) keep
-            their fresh initialisation. Resuming with ``--ckpt_path`` still restores everything.
+        init_from: checkpoint (or a ``TCuPGenerator`` state dict) whose weights start training: the next
+            volunteer round, or transfer to a new project (see :mod:`tcupgan.training.transfer`: the input
+            stem is adapted to new channel counts, unmatched tensors stay fresh and are logged).
+            Resuming with ``--ckpt_path`` still restores everything.
+        freeze: with ``init_from``: ``none``, ``encoder`` or ``all-but-head`` generator parameters frozen.
+        pretrained_lr_scale: learning-rate factor for loaded generator layers (e.g. 0.1).
+        reset_discriminator: with ``init_from``: start the discriminator fresh instead of reusing it.
     """
 
     def __init__(
@@ -108,6 +113,9 @@ class TCuPGAN(L.LightningModule):
         val_roi: tuple[int, int, int] | None = None,
         compile: bool = False,
         init_from: str | None = None,
+        freeze: str = "none",
+        pretrained_lr_scale: float = 1.0,
+        reset_discriminator: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -128,22 +136,19 @@ class TCuPGAN(L.LightningModule):
         self.dice = DiceMetric(include_background=True, reduction="mean_batch", ignore_empty=False)
         self._val_scores: list[torch.Tensor] = []
         self._val_example: dict | None = None
+        self._pretrained: set[str] = set()
 
     def setup(self, stage: str) -> None:
         # before Lightning restores a --ckpt_path (which then wins); never on load_from_checkpoint
-        if stage == "fit" and self.hparams.init_from:
-            kept = self.load_pretrained(self.hparams.init_from)
-            log.info("initialised from %s (%d tensors kept fresh)", self.hparams.init_from, len(kept))
-
-    def load_pretrained(self, path: str | Path) -> list[str]:
-        """Copy every tensor of a checkpoint whose name and shape match; returns the names left fresh."""
-        if not Path(path).is_file():
-            raise ConfigError(f"init_from checkpoint '{path}' does not exist")
-        state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
-        own = self.state_dict()
-        usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-        self.load_state_dict(usable, strict=False)
-        return sorted(set(own) - set(usable))
+        if stage == "fit" and self.hparams.init_from and not self._pretrained:
+            report = transfer_weights(
+                self, self.hparams.init_from, reset_discriminator=self.hparams.reset_discriminator
+            )
+            log.info("initialised from %s: %s", self.hparams.init_from, report)
+            self._pretrained = {n for n in report.loaded if n.startswith("generator.")}
+            frozen = freeze(self, self.hparams.freeze)
+            if frozen:
+                log.info("frozen (%s): %d generator tensors", self.hparams.freeze, len(frozen))
 
     def configure_model(self) -> None:
         if self.hparams.compile:
@@ -240,7 +245,12 @@ class TCuPGAN(L.LightningModule):
 
     def configure_optimizers(self):
         hp = self.hparams
-        opt_g = torch.optim.NAdam(self.generator.parameters(), lr=hp.lr_g, betas=(0.9, 0.99))
+        trainable = [(f"generator.{n}", p) for n, p in self.generator.named_parameters() if p.requires_grad]
+        pretrained = [p for n, p in trainable if n in self._pretrained]
+        groups = [{"params": [p for n, p in trainable if n not in self._pretrained]}]
+        if pretrained:  # loaded layers may learn slower than fresh ones
+            groups.append({"params": pretrained, "lr": hp.lr_g * hp.pretrained_lr_scale})
+        opt_g = torch.optim.NAdam(groups, lr=hp.lr_g, betas=(0.9, 0.99))
         opt_d = torch.optim.NAdam(self.discriminator.parameters(), lr=hp.lr_d, betas=(0.9, 0.99))
         schedules = [
             torch.optim.lr_scheduler.StepLR(o, hp.lr_decay_every, hp.lr_decay) for o in (opt_g, opt_d)

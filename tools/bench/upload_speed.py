@@ -149,7 +149,7 @@ def run(args: argparse.Namespace) -> dict:
                 count = n if who == "tcupgan" else n_recipe
                 res["subjects_per_s"] = round(count / res["seconds"], 2)
                 out[f"{who}_{label}"] = res
-    out["fail_rate"] = args.fail_rate
+    out["fail_rate"], out["recipe_subjects"] = args.fail_rate, n_recipe
     ratio = out["tcupgan_no_faults"]["subjects_per_s"] / out["recipe_no_faults"]["subjects_per_s"]
     out["speed_ratio_no_faults"] = round(ratio, 2)
     return out

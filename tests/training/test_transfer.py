@@ -1,0 +1,74 @@
+"""Transfer to a new project: weights that fit are loaded, the stem adapted, the rest listed fresh."""
+
+import lightning as L
+import pytest
+import torch
+
+from tcupgan.data import synthesize
+from tcupgan.errors import ConfigError
+from tcupgan.training import CubeDataModule, TCuPGAN
+from tcupgan.training.transfer import STEM, transfer_weights
+
+SMALL = {"widths": (4, 8), "disc_width": 4, "disc_layers": 2}
+
+
+def checkpoint(model, path):
+    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}, path)
+    return path
+
+
+def test_one_channel_3d_model_into_three_band_2d_model(tmp_path):
+    source = TCuPGAN(1, 1, ["droplet"], **SMALL)
+    ckpt = checkpoint(source, tmp_path / "em.ckpt")
+    target = TCuPGAN(3, 2, ["kelp", "cloud"], **SMALL)
+    report = transfer_weights(target, ckpt)
+    assert report.adapted == [f"{STEM} (1 → 3 input channels)"]
+    fresh = " ".join(report.fresh)
+    assert "generator.head.weight" in fresh and "discriminator.net.0.weight" in fresh
+    old, new = source.state_dict(), target.state_dict()
+    torch.testing.assert_close(new[STEM].sum(dim=1), old[STEM].sum(dim=1))  # same response to a flat image
+    for name in report.loaded:
+        assert torch.equal(old[name], new[name])
+    assert target(torch.randn(1, 3, 1, 32, 32)).shape == (1, 2, 1, 32, 32)  # 2D: a cube of depth 1
+
+
+def test_wrong_files_are_refused_and_bare_generators_accepted(tmp_path):
+    model = TCuPGAN(1, 1, ["fg"], **SMALL)
+    torch.save(model.discriminator.state_dict(), tmp_path / "disc.pt")
+    with pytest.raises(ConfigError, match="no TCuP-GAN generator weights"):
+        transfer_weights(model, tmp_path / "disc.pt")
+    (tmp_path / "notes.txt").write_text("not weights")
+    with pytest.raises(ConfigError, match="not a PyTorch file"):
+        transfer_weights(model, tmp_path / "notes.txt")
+    torch.save(TCuPGAN(1, 1, ["fg"], **SMALL).generator.state_dict(), tmp_path / "encoder.pt")
+    report = transfer_weights(model, tmp_path / "encoder.pt", reset_discriminator=True)
+    assert all(n.startswith("generator.") for n in report.loaded)
+    assert all(n.startswith("discriminator.") for n in report.fresh)
+
+
+def test_frozen_encoder_stays_put_while_the_rest_learns(tmp_path):
+    store = tmp_path / "fc.zarr"
+    synthesize("fatchecker", store, n=4, seed=0, shape=(8, 32, 32))
+    ckpt = checkpoint(TCuPGAN(1, 1, ["fg"], **SMALL), tmp_path / "src.ckpt")
+    data = CubeDataModule(
+        str(store), crop_size=(8, 32, 32), samples_per_epoch=4, num_workers=0, label_fraction=0.34
+    )
+    model = TCuPGAN(1, 1, ["fg"], **SMALL, init_from=str(ckpt), freeze="encoder", pretrained_lr_scale=0.1)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_epochs=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        limit_val_batches=0,
+    )
+    source = torch.load(ckpt, weights_only=False)["state_dict"]
+    trainer.fit(model, data)
+    after = model.state_dict()
+    encoder = [k for k in after if k.startswith("generator.encoders.")]
+    assert encoder and all(torch.equal(after[k], source[k]) for k in encoder)
+    assert not torch.equal(after["generator.head.weight"], source["generator.head.weight"])
+    assert len(data.train_names) == 1  # a third of the three train cubes
+    lrs = sorted(group["lr"] for group in trainer.optimizers[0].param_groups)
+    assert lrs == pytest.approx([model.hparams.lr_g * 0.1, model.hparams.lr_g])

@@ -1,0 +1,241 @@
+"""Every benchmark in one run: one JSON file and ``docs/benchmarks.md`` rendered from it.
+
+    python -m tools.bench all --quick      # CPU-sized runs (~25 minutes on 2 cores)
+    python -m tools.bench all --tiny       # smoke run (what the tests do), numbers meaningless
+    python -m tools.bench all --quick --only upload_speed volunteer_effort
+
+Each benchmark measures its own baseline in the same run, so the document shows ratios, not absolute
+numbers from different days.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import io
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+FIGURE = "images/volunteer_effort.png"
+QUICK_ARGS = {
+    "store_io": ["--cubes", "2", "--reads", "100"],
+    "model_speed": ["--repeats", "2"],
+    "predict_speed": [],
+    "predict_memory": [],
+    "upload_speed": ["--n", "50"],
+    "volunteer_effort": ["--quick"],
+}
+
+
+def machine() -> dict:
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "memory_gib": round(memory, 1),
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "date": time.strftime("%Y-%m-%d"),
+    }
+
+
+def run_all(names: list[str], tiny: bool, docs_dir: Path) -> dict:
+    results: dict = {"machine": machine(), "mode": "tiny" if tiny else "quick", "benchmarks": {}}
+    for name in names:
+        module = importlib.import_module(f"tools.bench.{name}")
+        argv = ["--tiny"] if tiny else list(QUICK_ARGS[name])
+        if name == "volunteer_effort":
+            argv += ["--figure", str(docs_dir / FIGURE)]
+        start = time.perf_counter()
+        with contextlib.redirect_stdout(io.StringIO()):  # each prints its JSON; we print them together
+            results["benchmarks"][name] = module.main(argv)
+        results["benchmarks"][name]["wall_seconds"] = round(time.perf_counter() - start, 1)
+        print(f"{name}: {results['benchmarks'][name]['wall_seconds']} s", flush=True)
+    return results
+
+
+def _row(*cells: object) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def render(results: dict) -> str:
+    """``docs/benchmarks.md`` from one run's JSON: machine, then each benchmark against its baseline."""
+    b, m = results["benchmarks"], results["machine"]
+    lines = [
+        "# Benchmarks",
+        "",
+        f"One run of `python -m tools.bench all --{results['mode']}` on {m['date']}: {m['cpu']}, "
+        f"{m['cores']} cores, {m['memory_gib']} GiB, GPU: {m['gpu'] or 'none'}, torch {m['torch']}. "
+        "Every number is measured against a baseline in the same run; ratios > 1 favour tcupgan "
+        "unless noted.",
+        "",
+        _row("benchmark", "tcupgan", "baseline", "ratio"),
+        _row("---", "---", "---", "---"),
+    ]
+    if "store_io" in b:
+        s = b["store_io"]
+        lines.append(
+            _row(
+                "random slice reads (store vs nibabel .nii.gz)",
+                f"{s['store_slice_per_s']}/s",
+                f"{s['nifti_slice_per_s']}/s",
+                f"**{s['slice_ratio']}x**",
+            )
+        )
+        lines.append(
+            _row(
+                "random crop reads",
+                f"{s['store_crop_per_s']}/s",
+                f"{s['nifti_crop_per_s']}/s",
+                f"{s['crop_ratio']}x",
+            )
+        )
+    if "model_speed" in b:
+        s = b["model_speed"]
+        r = s["ratios"]
+        mode = s["default_convlstm_mode"]
+        lines.append(
+            _row(
+                f"generator inference ({mode}) vs original ConvLSTM",
+                "",
+                "original",
+                f"**{r[f'{mode}_vs_original_infer']}x**",
+            )
+        )
+        lines.append(
+            _row("generator training step vs original", "", "original", f"{r['default_vs_original_train']}x")
+        )
+        for net in ("monai_basicunet", "monai_segresnet"):
+            lines.append(
+                _row(
+                    f"{net} inference vs original (for scale)",
+                    "",
+                    "original",
+                    f"{r[f'{net}_vs_original_infer']}x",
+                )
+            )
+    if "predict_speed" in b:
+        s = b["predict_speed"]
+        lines.append(
+            _row(
+                "`predict` vs MONAI sliding window + SegResNet",
+                f"{s['tcupgan_cubes_per_s']} cubes/s",
+                f"{s['monai_cubes_per_s']} cubes/s",
+                f"**{s['ratio']}x**",
+            )
+        )
+    if "predict_memory" in b:
+        s = b["predict_memory"]
+        lines.append(
+            _row(
+                f"`predict` peak memory, {s['voxel_ratio']}x the voxels",
+                f"{s['large_peak_mb']} MB",
+                f"{s['small_peak_mb']} MB",
+                f"**{s['ratio']}x** (lower is better)",
+            )
+        )
+    if "upload_speed" in b:
+        s = b["upload_speed"]
+        ours, base = s["tcupgan_no_faults"], s["recipe_no_faults"]
+        lines.append(
+            _row(
+                "upload to the sandbox, no faults",
+                f"{ours['subjects_per_s']} subjects/s",
+                f"{base['subjects_per_s']} subjects/s",
+                f"{s['speed_ratio_no_faults']}x",
+            )
+        )
+        faulty = s["tcupgan_faults"]
+        recipe = s.get("recipe_faults")
+        recipe_text = (
+            (
+                f"{recipe['duplicates']} duplicates, {recipe['without_images']} without images, "
+                f"{recipe['missing']} missing of {s.get('recipe_subjects', 20)}"
+            )
+            if recipe
+            else "not run"
+        )
+        lines.append(
+            _row(
+                f"upload under faults (rate {s['fail_rate']})",
+                f"{faulty['duplicates']} duplicates, {faulty['missing']} missing, {faulty['without_images']} "
+                f"without images ({faulty['runs']} runs, {faulty['subjects_per_s']} subjects/s)",
+                recipe_text,
+                "",
+            )
+        )
+    lines.append("")
+    if "volunteer_effort" in b:
+        lines += _effort(b["volunteer_effort"])
+    lines += [
+        "",
+        "Wall time per benchmark: " + ", ".join(f"{k} {v['wall_seconds']} s" for k, v in b.items()) + ".",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _effort(s: dict) -> list[str]:
+    seeds = s["seeds"]
+    lines = [
+        "## Volunteer effort",
+        "",
+        f"`python -m tools.bench.volunteer_effort` ({len(seeds)} seeds; pool of {seeds[0]['pool_slices']} "
+        f"shifted slices; {s['settings']['rounds']} rounds of {s['settings']['budget']} slices). Effort = "
+        "slices corrected until held-out Dice reaches 95% of the Dice with every pool slice corrected; "
+        "reduction = 1 - effort / pool.",
+        "",
+        _row("strategy", "effort reduction (mean ± sd)", "vs random", "seeds not reaching the target"),
+        _row("---", "---", "---", "---"),
+    ]
+    for name, row in s["summary"].items():
+        lines.append(
+            _row(
+                name,
+                f"{row['effort_reduction_mean']:.0%} ± {row['effort_reduction_std']:.0%}",
+                f"{row.get('minus_random', 0):+.0%}",
+                row["seeds_not_reaching_target"],
+            )
+        )
+    base = [f"{r['base_dice']:.3f}" for r in seeds]
+    full = [f"{r['all_corrected_dice']:.3f}" for r in seeds]
+    lines += [
+        "",
+        f"Held-out Dice per seed: base model {', '.join(base)}; "
+        f"every pool slice corrected {', '.join(full)}.",
+        "",
+        f"![Dice against slices corrected per strategy]({FIGURE})",
+    ]
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("command", choices=["all"])
+    size = parser.add_mutually_exclusive_group(required=True)
+    size.add_argument("--quick", action="store_true", help="CPU-sized runs")
+    size.add_argument("--tiny", action="store_true", help="smoke sizes")
+    parser.add_argument("--only", nargs="+", choices=list(QUICK_ARGS), help="a subset of benchmarks")
+    parser.add_argument("--json", default="bench-results.json", help="where to write the combined JSON")
+    parser.add_argument("--docs", default=str(ROOT / "docs"), help="folder for benchmarks.md and its figure")
+    args = parser.parse_args()
+    docs = Path(args.docs)
+    results = run_all(args.only or list(QUICK_ARGS), args.tiny, docs)
+    Path(args.json).write_text(json.dumps(results, indent=1))
+    (docs / "benchmarks.md").write_text(render(results))
+    print(f"wrote {args.json} and {docs / 'benchmarks.md'}")
+
+
+if __name__ == "__main__":
+    main()
