@@ -149,6 +149,15 @@ def cmd_demo(args: argparse.Namespace) -> None:
     print(f"report: {args.out}/report.json")
 
 
+def cmd_galaxy_measure(args: argparse.Namespace) -> None:
+    from tcupgan.galaxy import measure_store
+
+    path = measure_store(
+        args.store, args.out, what=args.what, threshold=args.threshold, pixel_scale=args.pixel_scale
+    )
+    print(f"wrote {path}")
+
+
 def finetune_arguments(argv: Sequence[str]) -> list[str]:
     """``tcupgan finetune`` options → ``tcupgan fit`` (LightningCLI) arguments; the rest pass through."""
     parser = argparse.ArgumentParser(
@@ -305,6 +314,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--slices", type=int, nargs="+", help="slice indices (default: quarter, middle, three quarters)"
     )
 
+    galaxy = sub.add_parser("galaxy", help="Galaxy spiral arms and bars: measurements from masks.")
+    p = add_command(
+        galaxy.add_subparsers(dest="galaxy_command", metavar="COMMAND"),
+        "measure",
+        "Bar length, angle and axis ratio, arm fraction and count per galaxy, as a catalogue CSV.",
+        "tcupgan galaxy measure --store galaxies.zarr --out catalogue.csv --pixel-scale 0.262",
+        cmd_galaxy_measure,
+    )
+    p.add_argument("--store", required=True, help="store of 2D galaxy cubes (classes: spiral arm, bar)")
+    p.add_argument("--out", required=True, help="catalogue CSV to write")
+    p.add_argument("--what", default="probability", choices=["probability", "vote_fraction", "label"])
+    p.add_argument("--threshold", type=float, default=0.5, help="mask threshold on probabilities/votes (0.5)")
+    p.add_argument("--pixel-scale", type=float, help="arcsec per pixel, adds bar_length_arcsec")
     add_volunteer_commands(sub)
     p = add_command(
         sub,
