@@ -64,7 +64,7 @@ def test_bench_all_tiny_writes_json_and_renders_the_document(tmp_path):
     assert upload["tcupgan_faults"]["duplicates"] == 0 and upload["tcupgan_faults"]["missing"] == 0
     assert upload["tcupgan_no_faults"]["subjects_per_s"] > 0 and upload["recipe_no_faults"]["in_set"] == 4
     effort = bench["volunteer_effort"]["summary"]
-    assert set(effort) == {"discriminator", "random"}
+    assert {"discriminator", "random", "seeds_without_signal"} == set(effort)
     doc = (tmp_path / "benchmarks.md").read_text()
     for text in ("random slice reads", "upload under faults", "## Volunteer effort", "volunteer_effort.png"):
         assert text in doc

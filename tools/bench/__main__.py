@@ -2,7 +2,8 @@
 
     python -m tools.bench all --quick      # CPU-sized runs (~25 minutes on 2 cores)
     python -m tools.bench all --tiny       # smoke run (what the tests do), numbers meaningless
-    python -m tools.bench all --quick --only upload_speed volunteer_effort
+    python -m tools.bench all --quick --only predict_memory   # rerun one, update the JSON and docs
+    python -m tools.bench render --json bench-results.json   # re-render docs/benchmarks.md
 
 Each benchmark measures its own baseline in the same run, so the document shows ratios, not absolute
 numbers from different days.
@@ -196,6 +197,11 @@ def _effort(s: dict) -> list[str]:
         _row("---", "---", "---", "---"),
     ]
     for name, row in s["summary"].items():
+        if not isinstance(row, dict):
+            continue
+        if row["effort_reduction_mean"] is None:
+            lines.append(_row(name, "no seed with signal", "", ""))
+            continue
         lines.append(
             _row(
                 name,
@@ -204,6 +210,12 @@ def _effort(s: dict) -> list[str]:
                 row["seeds_not_reaching_target"],
             )
         )
+    if s["summary"]["seeds_without_signal"]:
+        lines += [
+            "",
+            f"{s['summary']['seeds_without_signal']} of {len(seeds)} seeds had no signal (their base "
+            "model already reached 95% of the all-corrected Dice) and are left out of the table.",
+        ]
     base = [f"{r['base_dice']:.3f}" for r in seeds]
     full = [f"{r['all_corrected_dice']:.3f}" for r in seeds]
     lines += [
@@ -212,6 +224,8 @@ def _effort(s: dict) -> list[str]:
         f"every pool slice corrected {', '.join(full)}.",
         "",
         f"![Dice against slices corrected per strategy]({FIGURE})",
+        "",
+        "What these numbers can and cannot say: [volunteer-loop.md](volunteer-loop.md#volunteer-effort).",
     ]
     return lines
 
@@ -222,17 +236,28 @@ def main() -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("command", choices=["all"])
-    size = parser.add_mutually_exclusive_group(required=True)
+    parser.add_argument(
+        "command", choices=["all", "render"], help="run benchmarks, or re-render the docs from --json"
+    )
+    size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="CPU-sized runs")
     size.add_argument("--tiny", action="store_true", help="smoke sizes")
     parser.add_argument("--only", nargs="+", choices=list(QUICK_ARGS), help="a subset of benchmarks")
     parser.add_argument("--json", default="bench-results.json", help="where to write the combined JSON")
     parser.add_argument("--docs", default=str(ROOT / "docs"), help="folder for benchmarks.md and its figure")
     args = parser.parse_args()
-    docs = Path(args.docs)
-    results = run_all(args.only or list(QUICK_ARGS), args.tiny, docs)
-    Path(args.json).write_text(json.dumps(results, indent=1))
+    docs, json_path = Path(args.docs), Path(args.json)
+    if args.command == "render":
+        results = json.loads(json_path.read_text())
+    else:
+        if not (args.quick or args.tiny):
+            parser.error("all needs --quick or --tiny")
+        results = run_all(args.only or list(QUICK_ARGS), args.tiny, docs)
+        if args.only and json_path.exists():  # a partial rerun updates an earlier full run
+            earlier = json.loads(json_path.read_text())
+            earlier["benchmarks"].update(results["benchmarks"])
+            results = earlier
+        json_path.write_text(json.dumps(results, indent=1))
     (docs / "benchmarks.md").write_text(render(results))
     print(f"wrote {args.json} and {docs / 'benchmarks.md'}")
 

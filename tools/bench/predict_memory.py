@@ -29,7 +29,10 @@ if cube == "-":
     load_model(ckpt)
 else:
     predict_store(ckpt, store, cubes=[cube], roi=(int(d), int(h), int(w)))
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KiB on Linux
+try:  # this process's own peak: ru_maxrss would include the parent's memory from before exec
+    print(next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")))  # KiB
+except OSError:
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KiB on Linux
 """
 
 
