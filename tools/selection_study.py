@@ -24,6 +24,7 @@ from scipy.stats import spearmanr
 from tcupgan.data import CubeStore, synthesize
 from tcupgan.demo import fit_demo_model
 from tcupgan.inference import predict_store
+from tcupgan.metrics.evaluate import slice_dice
 from tcupgan.selection import select_slices
 
 FRACTIONS = (0.1, 0.2)
@@ -33,10 +34,7 @@ def slice_errors(store: CubeStore, name: str) -> tuple[np.ndarray, np.ndarray]:
     """Per slice: misclassified voxels, and 1 - Dice of the foreground (0 when both are empty)."""
     pred, label = store[name]["prediction"][...], store[name].label[...]
     wrong = (pred != label).sum(axis=(1, 2)).astype(float)
-    p, t = pred > 0, label > 0
-    inter, total = (p & t).sum(axis=(1, 2)), p.sum(axis=(1, 2)) + t.sum(axis=(1, 2))
-    dice_error = np.where(total > 0, 1 - 2 * inter / np.maximum(total, 1), 0.0)
-    return wrong, dice_error
+    return wrong, 1 - slice_dice(pred > 0, label > 0)
 
 
 def captured(order: list[tuple[str, int]], error: dict[tuple[str, int], float], fraction: float) -> float:

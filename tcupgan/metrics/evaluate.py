@@ -20,7 +20,7 @@ from tcupgan.data.store import CubeStore
 from tcupgan.errors import InputError, StoreError
 from tcupgan.metrics.lesion_wise import BRATS_REGIONS, region_lesion_wise
 
-__all__ = ["region_masks", "evaluate_store", "METRICS"]
+__all__ = ["region_masks", "evaluate_store", "slice_dice", "METRICS"]
 
 METRICS = ("dice", "hd95", "lesionwise")
 
@@ -46,6 +46,12 @@ def _monai_scores(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float])
         compute_hausdorff_distance(p, t, include_background=True, percentile=95, spacing=list(spacing))
     )
     return dice, hd
+
+
+def slice_dice(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Foreground Dice of each slice of two (D, H, W) boolean masks; 1 where both are empty."""
+    total = pred.sum(axis=(1, 2)) + truth.sum(axis=(1, 2))
+    return np.where(total > 0, 2 * (pred & truth).sum(axis=(1, 2)) / np.maximum(total, 1), 1.0)
 
 
 def evaluate_store(
@@ -84,11 +90,9 @@ def evaluate_store(
             if "lesionwise" in metrics:
                 row.update(region_lesion_wise(pred, truth, spacing, challenge).as_dict())
             rows.append(row)
-        t, p = truth_labels > 0, pred_labels > 0
-        total = t.sum(axis=(1, 2)) + p.sum(axis=(1, 2))
-        slice_dice = np.where(total > 0, 2 * (t & p).sum(axis=(1, 2)) / np.maximum(total, 1), 1.0)
-        z = int(np.argmin(slice_dice))
-        worst.append((float(slice_dice.mean()), name, z))
+        dice = slice_dice(pred_labels > 0, truth_labels > 0)
+        z = int(np.argmin(dice))
+        worst.append((float(dice.mean()), name, z))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _write_csv(out / "per_cube.csv", rows)
