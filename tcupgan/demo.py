@@ -102,30 +102,6 @@ def dice(store_path: Path, truth_path: Path, names: list[str]) -> float:
     return float(np.mean(scores))
 
 
-def _upload_until_done(subjects: Path, sandbox) -> dict:
-    """Rerun the upload after failed runs, as a user would; the ledger makes every rerun safe."""
-    from tcupgan.zooniverse.upload import upload_subjects
-
-    runs = []
-    for _ in range(10):
-        try:
-            report = upload_subjects(
-                subjects,
-                sandbox.project_id,
-                "demo-round-1",
-                workflow=sandbox.workflow_id,
-                attempts=3,
-                backoff=0.05,
-            )
-        except TcupganError as e:
-            runs.append(str(e))
-            continue
-        runs.append("complete" if not report.failed else f"{report.failed} failed")
-        if not report.failed:
-            return {"runs": runs, "last": report.as_dict()}
-    raise TcupganError(f"the demo upload did not complete in 10 runs: {runs}")
-
-
 def _set_audit(sandbox) -> dict:
     """Subjects in the demo's set, listed through panoptes-client: duplicates and missing images."""
     import requests
@@ -183,6 +159,7 @@ def run_demo(
     from tcupgan.zooniverse import render_subjects
     from tcupgan.zooniverse.harvest import download_export, harvest
     from tcupgan.zooniverse.sandbox import Sandbox
+    from tcupgan.zooniverse.upload import upload_until_complete
     from tcupgan.zooniverse.volunteers import classify_subject_set
 
     out = Path(out)
@@ -213,7 +190,17 @@ def run_demo(
             PANOPTES_ENDPOINT=sandbox.endpoint, PANOPTES_USERNAME=user, PANOPTES_PASSWORD=password
         )
         try:
-            upload = _upload_until_done(out / "subjects", sandbox)
+            report, runs = upload_until_complete(
+                out / "subjects",
+                sandbox.project_id,
+                "demo-round-1",
+                workflow=sandbox.workflow_id,
+                attempts=3,
+                backoff=0.05,
+            )
+            if report is None:
+                raise TcupganError(f"the demo upload did not complete in {len(runs)} runs: {runs}")
+            upload = {"runs": runs, "last": report.as_dict()}
             sandbox.set_fail_rate(0)
             audit = _set_audit(sandbox)
             volunteers = {k: v for k, v in sandbox.state.credentials().items() if k.startswith("volunteer")}

@@ -34,7 +34,15 @@ from tqdm.auto import tqdm
 
 from tcupgan.errors import InputError, TcupganError
 
-__all__ = ["upload_subjects", "UploadReport", "SubjectLimitError", "Ledger", "read_manifest", "connect"]
+__all__ = [
+    "upload_subjects",
+    "upload_until_complete",
+    "UploadReport",
+    "SubjectLimitError",
+    "Ledger",
+    "read_manifest",
+    "connect",
+]
 
 log = logging.getLogger(__name__)
 LEDGER = "upload-ledger.jsonl"
@@ -403,3 +411,24 @@ def upload_subjects(
         if target not in wf.links.subject_sets:
             up.retry("linking the set to the workflow", lambda: wf.add_subject_sets(target))
     return report
+
+
+def upload_until_complete(
+    subjects_dir: str | os.PathLike, project: str, subject_set: str, *, max_runs: int = 10, **kwargs: Any
+) -> tuple[UploadReport | None, list[str]]:
+    """Rerun :func:`upload_subjects` after failed runs, as a user would (the ledger makes reruns safe).
+
+    Returns the report of the run that completed (None if none did within ``max_runs``) and how each
+    run ended.
+    """
+    runs: list[str] = []
+    for _ in range(max_runs):
+        try:
+            report = upload_subjects(subjects_dir, project, subject_set, **kwargs)
+        except TcupganError as e:
+            runs.append(str(e))
+            continue
+        runs.append("complete" if not report.failed else f"{report.failed} failed")
+        if not report.failed:
+            return report, runs
+    return None, runs

@@ -22,11 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from tcupgan.data import CubeStore, synthesize
-from tcupgan.errors import TcupganError
 from tcupgan.selection import select_slices, write_selection
 from tcupgan.zooniverse import render_subjects
 from tcupgan.zooniverse.sandbox import Sandbox
-from tcupgan.zooniverse.upload import upload_subjects
+from tcupgan.zooniverse.upload import upload_until_complete
 from tools.bench.common import bench_cli
 
 
@@ -69,19 +68,12 @@ def audit(sandbox: Sandbox, wanted: set[str]) -> dict:
 
 
 def ours(folder: Path, sandbox: Sandbox) -> dict:
-    start, runs = time.perf_counter(), 0
-    while runs < 20:
-        runs += 1
-        try:
-            report = upload_subjects(
-                folder, sandbox.project_id, "bench", endpoint=sandbox.endpoint, backoff=0.05
-            )
-        except TcupganError:
-            continue
-        if not report.failed:
-            break
+    start = time.perf_counter()
+    _, runs = upload_until_complete(
+        folder, sandbox.project_id, "bench", max_runs=20, endpoint=sandbox.endpoint, backoff=0.05
+    )
     seconds = time.perf_counter() - start
-    return {"seconds": round(seconds, 2), "runs": runs, **audit(sandbox, set(manifest_ids(folder)))}
+    return {"seconds": round(seconds, 2), "runs": len(runs), **audit(sandbox, set(manifest_ids(folder)))}
 
 
 def recipe(folder: Path, sandbox: Sandbox, n: int) -> dict:
