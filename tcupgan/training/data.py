@@ -42,17 +42,26 @@ def is_trainable(cube) -> bool:
     return cube.label is not None or bool(corrected_slices(cube))
 
 
-def read_training_label(cube, window: tuple[slice, slice, slice]) -> tuple[np.ndarray, np.ndarray]:
-    """The label of a crop, corrections overriding ground truth, and a (d,) mask of labelled slices."""
+def read_training_label(
+    cube, window: tuple[slice, slice, slice], corrected: Sequence[int] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The label of a crop, corrections overriding ground truth, and a (d,) mask of labelled slices.
+
+    ``corrected``: the cube's corrected slices, when the caller already knows them (saves reading the
+    corrections' attributes for every crop)."""
+    corrected = corrected_slices(cube) if corrected is None else corrected
     zs = range(window[0].start, window[0].stop)
-    if cube.label is not None:
-        label, labelled = cube.label[window], np.ones(len(zs), bool)
+    truth = cube.label
+    if truth is not None:
+        label, labelled = truth[window], np.ones(len(zs), bool)
     else:
         shape = [w.stop - w.start for w in window]
         label, labelled = np.zeros(shape, np.uint8), np.zeros(len(zs), bool)
-    for z in corrected_slices(cube):
-        if z in zs:
-            label[z - zs.start] = cube["corrections"][z, window[1], window[2]]
+    inside = [z for z in corrected if z in zs]
+    if inside:
+        corrections = cube["corrections"]
+        for z in inside:
+            label[z - zs.start] = corrections[z, window[1], window[2]]
             labelled[z - zs.start] = True
     return label, labelled
 
@@ -79,6 +88,7 @@ class CropDataset(Dataset):
         self.augment = augmentations() if augment else None
         self._store: CubeStore | None = None
         self._foreground: dict[str, np.ndarray] = {}
+        self._corrected_slices: dict[str, list[int]] = {}
         self._rng: np.random.Generator | None = None
 
     def __len__(self) -> int:
@@ -106,25 +116,33 @@ class CropDataset(Dataset):
             self._foreground[name] = coords
         return self._foreground[name]
 
+    def _corrected(self, name: str, cube) -> list[int]:
+        """A cube's corrected slices, read once per cube and worker (the store does not change in a run)."""
+        if name not in self._corrected_slices:
+            self._corrected_slices[name] = corrected_slices(cube)
+        return self._corrected_slices[name]
+
     def __getitem__(self, index: int) -> dict:
         rng = self.rng
         name = self.names[rng.integers(len(self.names))]
         cube = self.store[name]
         shape = cube.shape[1:]
         crop = _crop_size(self.crop, shape)
-        if cube.label is not None:
-            fg = self._foreground_voxels(name, cube.label)
+        truth = cube.label
+        corrected = self._corrected(name, cube)
+        if truth is not None:
+            fg = self._foreground_voxels(name, truth)
         else:  # only corrected slices are known: centre on one of them
-            z = rng.choice(corrected_slices(cube))
+            z = rng.choice(corrected)
             fg = np.argwhere(cube["corrections"][z] > 0)
             fg = (
                 np.column_stack([np.full(len(fg), z), fg])
                 if len(fg)
                 else np.array([[z, *(s // 2 for s in shape[1:])]])
             )
-        if len(fg) and (cube.label is None or rng.random() < self.foreground_ratio):
+        if len(fg) and (truth is None or rng.random() < self.foreground_ratio):
             centre = fg[rng.integers(len(fg))]
-            jitter = [0 if cube.label is None and axis == 0 else rng.integers(-k // 4, k // 4 + 1)
+            jitter = [0 if truth is None and axis == 0 else rng.integers(-k // 4, k // 4 + 1)
                       for axis, k in enumerate(crop)]  # fmt: skip
             start = [
                 int(np.clip(c - k // 2 + j, 0, s - k))
@@ -134,7 +152,7 @@ class CropDataset(Dataset):
             start = [int(rng.integers(0, s - k + 1)) for k, s in zip(crop, shape, strict=True)]
         window = tuple(slice(a, a + k) for a, k in zip(start, crop, strict=True))
         image = normalise(cube.image[(slice(None), *window)], cube.attrs)
-        label, labelled = read_training_label(cube, window)
+        label, labelled = read_training_label(cube, window, corrected)
         target = label_to_target(label, self.store.task, len(self.store.class_names))
         item = {"image": image, "target": target}
         if self.augment is not None:
