@@ -7,6 +7,7 @@ as the project builder's "Request new classification export" produces them.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 from collections.abc import Iterable
@@ -36,7 +37,7 @@ def classification_rows(state: Any, project_id: str) -> list[dict[str, str]]:
             subject_data[sid] = {"retired": None, **(subject["metadata"] if subject else {})}
         rows.append({
             "classification_id": c["id"], "user_name": user["login"], "user_id": user["id"],
-            "user_ip": hex(hash(user["login"]) & 0xFFFFFFFF)[2:], "workflow_id": workflow["id"],
+            "user_ip": hashlib.sha1(user["login"].encode()).hexdigest()[:8], "workflow_id": workflow["id"],
             "workflow_name": workflow["display_name"], "workflow_version": c["workflow_version"],
             "created_at": c["created_at"].replace("T", " ").split(".")[0] + " UTC", "gold_standard": "",
             "expert": "", "metadata": json.dumps(c["metadata"]), "annotations": json.dumps(c["annotations"]),
