@@ -67,6 +67,11 @@ def _row(*cells: object) -> str:
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
+def _header(*titles: str) -> list[str]:
+    """A Markdown table's title row and its separator."""
+    return [_row(*titles), _row(*("---" for _ in titles))]
+
+
 def render(results: dict) -> str:
     """``docs/benchmarks.md`` from one run's JSON: machine, then each benchmark against its baseline."""
     b, m = results["benchmarks"], results["machine"]
@@ -78,8 +83,7 @@ def render(results: dict) -> str:
         "Every number is measured against a baseline in the same run; ratios > 1 favour tcupgan "
         "unless noted.",
         "",
-        _row("benchmark", "tcupgan", "baseline", "ratio"),
-        _row("---", "---", "---", "---"),
+        *_header("benchmark", "tcupgan", "baseline", "ratio"),
     ]
     if "store_io" in b:
         s = b["store_io"]
@@ -193,8 +197,7 @@ def _effort(s: dict) -> list[str]:
         "slices corrected until held-out Dice reaches 95% of the Dice with every pool slice corrected; "
         "reduction = 1 - effort / pool.",
         "",
-        _row("strategy", "effort reduction (mean ± sd)", "vs random", "seeds not reaching the target"),
-        _row("---", "---", "---", "---"),
+        *_header("strategy", "effort reduction (mean ± sd)", "vs random", "seeds not reaching the target"),
     ]
     for name, row in s["summary"].items():
         if not isinstance(row, dict):
