@@ -56,40 +56,15 @@ def fit_demo_model(
     """``tcupgan fit --config configs/demo.yaml`` (the command line's code path); returns last.ckpt.
 
     ``quick``: ``samples`` (default 16) crops per epoch, validation only after the last epoch."""
-    from tcupgan.training.cli import run_fit
+    from tcupgan.training.cli import fit_config
 
     if not DEMO_CONFIG.is_file():
         raise ConfigError(f"{DEMO_CONFIG} is missing: run the demo from a source checkout of tcupgan")
-    args = [
-        "--config",
-        str(DEMO_CONFIG),
-        "--data.store",
-        str(store),
-        "--trainer.max_epochs",
-        str(epochs),
-        "--trainer.default_root_dir",
-        str(run_dir),
-        "--trainer.logger.init_args.save_dir",
-        str(run_dir),
-        "--trainer.enable_progress_bar",
-        "false",
-        "--trainer.enable_model_summary",
-        "false",
-        "--data.num_workers",
-        "0",
-        "--seed_everything",
-        str(seed),
-    ]
-    if quick:
-        args += [
-            "--data.samples_per_epoch",
-            str(samples or 16),
-            "--trainer.check_val_every_n_epoch",
-            str(epochs),
-        ]
-    if init_from:
-        args += ["--model.init_from", init_from]
-    return run_fit(args).trainer.checkpoint_callback.last_model_path
+    return fit_config(
+        DEMO_CONFIG, store, run_dir, epochs=epochs, seed=seed,
+        samples=(samples or 16) if quick else None, validate_every=epochs if quick else None,
+        extra=["--model.init_from", init_from] if init_from else (),
+    )  # fmt: skip
 
 
 def dice(store_path: Path, truth_path: Path, names: list[str]) -> float:

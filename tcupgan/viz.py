@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from skimage.segmentation import find_boundaries  # noqa: E402
 
-__all__ = ["display_image", "overlay", "save_panels", "show_cube"]
+__all__ = ["display_image", "outline", "overlay", "save_panels", "show_cube"]
 
 _COLOURS = np.array([[1.0, 0.2, 0.2], [0.2, 1.0, 0.2], [0.3, 0.5, 1.0], [1.0, 0.9, 0.2]])
 
@@ -38,8 +38,13 @@ def overlay(planes: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     if mask is None:
         return rgb
     for i, value in enumerate(v for v in np.unique(mask) if v != 0):
-        edge = find_boundaries(mask == value, mode="inner")
-        rgb[edge] = _COLOURS[i % len(_COLOURS)]
+        outline(rgb, mask == value, _COLOURS[i % len(_COLOURS)])
+    return rgb
+
+
+def outline(rgb: np.ndarray, mask: np.ndarray, colour: Sequence[float]) -> np.ndarray:
+    """Draw the inner boundary of ``mask`` on an (H, W, 3) image in place, and return it."""
+    rgb[find_boundaries(mask, mode="inner")] = colour
     return rgb
 
 

@@ -57,8 +57,11 @@ def test_bench_all_tiny_writes_json_and_renders_the_document(tmp_path):
         "model_speed",
         "predict_speed",
         "predict_memory",
+        "data_time",
         "upload_speed",
         "volunteer_effort",
+        "transfer",
+        "galaxy",
     }
     upload = bench["upload_speed"]
     assert upload["tcupgan_faults"]["duplicates"] == 0 and upload["tcupgan_faults"]["missing"] == 0
@@ -66,6 +69,12 @@ def test_bench_all_tiny_writes_json_and_renders_the_document(tmp_path):
     effort = bench["volunteer_effort"]["summary"]
     assert {"discriminator", "random", "seeds_without_signal"} == set(effort)
     doc = (tmp_path / "benchmarks.md").read_text()
-    for text in ("random slice reads", "upload under faults", "## Volunteer effort", "volunteer_effort.png"):
+    for text in ("random slice reads", "upload under faults", "## Volunteer effort", "## Transfer learning",
+                 "## Galaxy spiral arms and bars", "bar length, median relative error"):  # fmt: skip
         assert text in doc
-    assert (tmp_path / "images" / "volunteer_effort.png").stat().st_size > 10_000
+    for figure in ("volunteer_effort.png", "transfer.png", "galaxy_overlays.png"):
+        assert (tmp_path / "images" / figure).stat().st_size > 10_000
+    transfer = bench["transfer"]["summary"]
+    assert set(transfer) == {"0.25", "1.0"} and all(0 <= r["scratch"]["mean"] <= 1 for r in transfer.values())
+    assert bench["galaxy"]["test_galaxies"] == 2
+    assert 0 <= bench["data_time"]["configured"]["data_share"] < 1 and "time waiting for data" in doc

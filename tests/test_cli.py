@@ -1,10 +1,13 @@
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from tcupgan.cli.main import main
 from tcupgan.data import CubeStore
+
+ROOT = Path(__file__).resolve().parents[1]
 
 COMMANDS = [
     [],
@@ -20,6 +23,9 @@ COMMANDS = [
     ["evaluate"],
     ["select"],
     ["render"],
+    ["galaxy", "ingest"],
+    ["galaxy", "predict"],
+    ["galaxy", "measure"],
 ]
 
 
@@ -68,3 +74,28 @@ def test_fit_help_lists_model_and_data_options(capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert "--model.widths" in out and "--data.store" in out and "--trainer.max_epochs" in out
+
+
+def test_bench_runs_a_benchmark_by_name_and_alias(capsys):
+    assert main(["bench", "--help"]) == 0
+    assert "effort" in capsys.readouterr().out
+    assert main(["bench", "store_io", "--tiny"]) == 0
+    assert '"slice_ratio"' in capsys.readouterr().out
+    assert main(["bench", "nothing"]) == 2
+    assert "choose one of: all, effort" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(
+    __import__("torch").cuda.is_available(), reason="checks the message on machines without a GPU"
+)
+def test_asking_for_a_gpu_without_one_says_what_to_do(tmp_path, capsys):
+    store = tmp_path / "d.zarr"
+    main(["synth", "fatchecker", "--out", str(store), "--n", "3", "--shape", "4", "32", "32"])
+    assert main(["fit", "--config", str(ROOT / "configs" / "demo.yaml"), "--data.store", str(store),
+                 "--trainer.accelerator", "gpu"]) == 2  # fmt: skip
+    assert "--trainer.accelerator auto" in capsys.readouterr().err
+    assert (
+        main(["predict", "--ckpt", str(ROOT / "pyproject.toml"), "--store", str(store), "--device", "cuda"])
+        == 2
+    )
+    assert "use --device cpu" in capsys.readouterr().err

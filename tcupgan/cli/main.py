@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from tcupgan.cli.common import add_command, formatter
+from tcupgan.cli.galaxy import add_galaxy_commands
 from tcupgan.cli.volunteers import add_volunteer_commands
 from tcupgan.errors import ConfigError, TcupganError
 
@@ -78,8 +79,8 @@ def cmd_ingest_images(args: argparse.Namespace) -> None:
     from tcupgan.data import ingest_images
 
     report = ingest_images(
-        args.images, args.store, masks=args.masks, names=args.names, label_mode=args.label_mode,
-        pixel_scale=args.pixel_scale, overwrite=args.overwrite, split=args.split,
+        args.images, args.store, masks=args.masks, boxes=args.boxes, names=args.names,
+        label_mode=args.label_mode, pixel_scale=args.pixel_scale, overwrite=args.overwrite, split=args.split,
     )  # fmt: skip
     print(f"{args.store}: {report}")
 
@@ -149,15 +150,6 @@ def cmd_demo(args: argparse.Namespace) -> None:
     print(f"report: {args.out}/report.json")
 
 
-def cmd_galaxy_measure(args: argparse.Namespace) -> None:
-    from tcupgan.galaxy import measure_store
-
-    path = measure_store(
-        args.store, args.out, what=args.what, threshold=args.threshold, pixel_scale=args.pixel_scale
-    )
-    print(f"wrote {path}")
-
-
 def finetune_arguments(argv: Sequence[str]) -> list[str]:
     """``tcupgan finetune`` options → ``tcupgan fit`` (LightningCLI) arguments; the rest pass through."""
     parser = argparse.ArgumentParser(
@@ -185,10 +177,51 @@ def finetune_arguments(argv: Sequence[str]) -> list[str]:
     ]  # fmt: skip
 
 
+BENCH_ALIASES = {"effort": "volunteer_effort"}
+
+
+def cmd_bench(argv: Sequence[str]) -> None:
+    """``tcupgan bench NAME ARGS`` runs ``python -m tools.bench.NAME ARGS`` (``all`` runs the suite): the
+    benchmarks live in the source checkout's ``tools/``, next to the package, not in the installed
+    package."""
+    import importlib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    names = sorted(p.stem for p in (root / "tools" / "bench").glob("[a-z]*.py") if p.stem != "common")
+    if not names:
+        raise ConfigError("the benchmarks live in tools/bench/ of a source checkout of tcupgan; clone it")
+    if not argv or argv[0] in ("-h", "--help"):
+        print(
+            "usage: tcupgan bench {all," + ",".join(["effort", *names]) + "} [ARGS]\n\n"
+            "Run a benchmark (JSON on stdout); `all --quick` runs the suite and renders docs/benchmarks.md.\n"
+            "Each takes --help, and --tiny for a smoke run.\n\nexample:\n  tcupgan bench effort --quick"
+        )
+        return
+    name = BENCH_ALIASES.get(argv[0], argv[0])
+    if name not in (*names, "all"):
+        raise ConfigError(f"no benchmark '{argv[0]}'; choose one of: all, effort, {', '.join(names)}")
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    module = importlib.import_module("tools.bench.__main__" if name == "all" else f"tools.bench.{name}")
+    module.main(list(argv) if name == "all" else list(argv[1:]))
+
+
 def cmd_fit(argv: Sequence[str]) -> None:
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
     from tcupgan.training.cli import run_fit
 
-    run_fit(list(argv))
+    try:
+        run_fit(list(argv))
+    except MisconfigurationException as err:  # Lightning's own words, plus what to do about a GPU
+        hint = ""
+        if any(word in str(err).lower() for word in ("gpu", "cuda", "mps", "device")):
+            hint = (
+                "; no usable GPU here: use --trainer.accelerator auto (CPU when there is none) or check "
+                "`nvidia-smi` and that PyTorch is a CUDA build"
+            )
+        raise ConfigError(f"{err}{hint}") from err
 
 
 # ------------------------------------------------------------------------------------------- parser
@@ -252,6 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("images", nargs="+", help="image files or folders")
     p.add_argument("--masks", nargs="+", help="mask images, one per image, same order")
+    p.add_argument("--boxes", help="CSV of boxes (image,x_min,x_max,y_min,y_max) as weak labels instead")
     p.add_argument("--pixel-scale", type=float, default=1.0, help="pixel size (e.g. arcsec or m per pixel)")
     _common_ingest(p, names=True, label_mode=True)
 
@@ -314,19 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--slices", type=int, nargs="+", help="slice indices (default: quarter, middle, three quarters)"
     )
 
-    galaxy = sub.add_parser("galaxy", help="Galaxy spiral arms and bars: measurements from masks.")
-    p = add_command(
-        galaxy.add_subparsers(dest="galaxy_command", metavar="COMMAND"),
-        "measure",
-        "Bar length, angle and axis ratio, arm fraction and count per galaxy, as a catalogue CSV.",
-        "tcupgan galaxy measure --store galaxies.zarr --out catalogue.csv --pixel-scale 0.262",
-        cmd_galaxy_measure,
-    )
-    p.add_argument("--store", required=True, help="store of 2D galaxy cubes (classes: spiral arm, bar)")
-    p.add_argument("--out", required=True, help="catalogue CSV to write")
-    p.add_argument("--what", default="probability", choices=["probability", "vote_fraction", "label"])
-    p.add_argument("--threshold", type=float, default=0.5, help="mask threshold on probabilities/votes (0.5)")
-    p.add_argument("--pixel-scale", type=float, help="arcsec per pixel, adds bar_length_arcsec")
+    add_galaxy_commands(sub)
     add_volunteer_commands(sub)
     p = add_command(
         sub,
@@ -342,6 +364,9 @@ def build_parser() -> argparse.ArgumentParser:
         "fit", help="Train TCuP-GAN (LightningCLI: --config configs/demo.yaml, --print_config, --trainer.*).",
         add_help=False,
     )  # fmt: skip
+    sub.add_parser(
+        "bench", help="Run a benchmark (all, effort, transfer, galaxy ...; --help).", add_help=False
+    )
     sub.add_parser(
         "finetune", help="Train a new project from a trained checkpoint (--from CKPT --freeze encoder ...).",
         add_help=False,
@@ -381,6 +406,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if rest[:1] == ["finetune"]:
             cmd_fit(finetune_arguments(rest[1:]))
+            return 0
+        if rest[:1] == ["bench"]:
+            cmd_bench(rest[1:])
             return 0
         args = build_parser().parse_args(argv)
         if not getattr(args, "func", None):

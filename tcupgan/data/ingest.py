@@ -9,6 +9,7 @@ interrupted ingest is resumed by running it again.
 
 from __future__ import annotations
 
+import csv
 import logging
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -23,7 +24,7 @@ from tcupgan.data.readers import IMAGE_SUFFIXES, Volume, nifti_header, read_imag
 from tcupgan.data.store import StoreSpec
 from tcupgan.errors import InputError, MissingModalityError
 
-__all__ = ["IngestReport", "ingest_brats", "ingest_tiff", "ingest_images", "BRATS_MODALITIES"]
+__all__ = ["IngestReport", "ingest_cases", "ingest_brats", "ingest_tiff", "ingest_images", "BRATS_MODALITIES"]
 
 log = logging.getLogger(__name__)
 
@@ -47,18 +48,19 @@ class IngestReport:
         return f"{len(self.written)} cube(s) written, {len(self.skipped)} already present (skipped)"
 
 
-def _run(
+def ingest_cases(
     store_path: str | Path,
     spec: StoreSpec,
     cases: Sequence[tuple[str, Any]],
-    load: Callable[[str, Any], tuple[np.ndarray, np.ndarray | None, dict[str, Any]]],
+    load: Callable[[str, Any], tuple],
     overwrite: bool,
     desc: str,
 ) -> IngestReport:
     """Shared second pass: load, validate and write each case that is not already in the store.
 
-    An existing store is checked against ``spec`` before anything else; a new one is created only once
-    the first case has passed validation, so a failed ingest never leaves an empty store behind.
+    ``load(name, source)`` returns (image, label or None, attrs[, further arrays]). An existing store is
+    checked against ``spec`` before anything else; a new one is created only once the first case has
+    passed validation, so a failed ingest never leaves an empty store behind.
     """
     names = [name for name, _ in cases]
     dupes = sorted({n for n in names if names.count(n) > 1})
@@ -70,11 +72,12 @@ def _run(
         if store is not None and name in store and not overwrite:
             report.skipped.append(name)
             continue
-        image, label, attrs = load(name, source)
+        image, label, attrs, *arrays = load(name, source)
         if store is None:  # validate before the store exists, so a bad first case leaves nothing behind
             spec.validate(name, image, label)
             store = spec.open(store_path)
-        store.write_cube(name, image, label, attrs=attrs, overwrite=overwrite)
+        store.write_cube(name, image, label, attrs=attrs, arrays=arrays[0] if arrays else None,
+                         overwrite=overwrite)  # fmt: skip
         report.written.append(name)
     return report
 
@@ -171,7 +174,7 @@ def ingest_brats(
             attrs["split"] = split
         return image, label, attrs
 
-    return _run(store_path, spec, sorted(cases.items()), load, overwrite, "ingest brats")
+    return ingest_cases(store_path, spec, sorted(cases.items()), load, overwrite, "ingest brats")
 
 
 # ---------------------------------------------------------------------------------------- label rules
@@ -222,7 +225,11 @@ def _ingest_pairs(
     overwrite: bool,
     split: str | None,
     desc: str,
+    label_for: Callable[[Path, Volume], np.ndarray] | None = None,
+    label_source: str | None = None,
 ) -> IngestReport:
+    """Ingest (image, label file) pairs; ``label_for(image path, image)`` makes labels another way (boxes
+    from ``label_source``)."""
     for image, label in pairs:  # first pass: every file exists
         for path in (image, label):
             if path is not None and not path.exists():
@@ -236,16 +243,19 @@ def _ingest_pairs(
     ) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
         image_vol = read(pair[0])
         label = to_label(read(pair[1]).data, label_mode, name) if pair[1] is not None else None
+        if label_for is not None:
+            label = label_for(pair[0], image_vol)
+        source = label_source or (str(pair[1]) if pair[1] else None)
         attrs = {
             **image_vol.meta,
             "spacing": [float(s) for s in spacing],
-            "sources": {"image": str(pair[0]), **({"label": str(pair[1])} if pair[1] else {})},
+            "sources": {"image": str(pair[0]), **({"label": source} if source else {})},
         }
         if split:
             attrs["split"] = split
         return image_vol.data, label, attrs
 
-    return _run(store_path, spec, list(zip(names, pairs, strict=True)), load, overwrite, desc)
+    return ingest_cases(store_path, spec, list(zip(names, pairs, strict=True)), load, overwrite, desc)
 
 
 def _spec_for(
@@ -298,11 +308,49 @@ def ingest_tiff(
     )
 
 
+def read_boxes(path: str | Path) -> dict[str, list[tuple[int, int, int, int]]]:
+    """A box-label CSV (columns image, x_min, x_max, y_min, y_max; pixels, inclusive) → boxes per image
+    name (file name without suffix). Weak labels such as Floating Forests' kelp boxes."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"box file '{path}' does not exist")
+    columns = ("image", "x_min", "x_max", "y_min", "y_max")
+    boxes: dict[str, list[tuple[int, int, int, int]]] = {}
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        if not reader.fieldnames or not set(columns) <= set(reader.fieldnames):
+            raise InputError(f"'{path}' needs the columns {', '.join(columns)}; it has {reader.fieldnames}")
+        for line, row in enumerate(reader, start=2):
+            try:
+                x0, x1, y0, y1 = (int(float(row[c])) for c in columns[1:])
+            except (TypeError, ValueError) as err:
+                raise InputError(f"'{path}' line {line}: box coordinates must be numbers ({row})") from err
+            if x1 < x0 or y1 < y0 or min(x0, y0) < 0:
+                raise InputError(f"'{path}' line {line}: need 0 <= x_min <= x_max and 0 <= y_min <= y_max")
+            boxes.setdefault(Path(row["image"]).stem, []).append((x0, x1, y0, y1))
+    return boxes
+
+
+def boxes_to_mask(
+    shape: tuple[int, int], boxes: Sequence[tuple[int, int, int, int]], where: str
+) -> np.ndarray:
+    """Filled boxes (x_min, x_max, y_min, y_max, inclusive) as a (1, H, W) uint8 mask."""
+    mask = np.zeros((1, *shape), np.uint8)
+    for x0, x1, y0, y1 in boxes:
+        if x0 >= shape[1] or y0 >= shape[0]:
+            raise InputError(
+                f"{where}: box x {x0}-{x1}, y {y0}-{y1} lies outside the {shape[1]}x{shape[0]} image"
+            )
+        mask[0, y0 : y1 + 1, x0 : x1 + 1] = 1
+    return mask
+
+
 def ingest_images(
     images: Iterable[str | Path],
     store_path: str | Path,
     *,
     masks: Iterable[str | Path] | None = None,
+    boxes: str | Path | None = None,
     names: Sequence[str] | None = None,
     task: str = "binary",
     label_mode: str = "binary",
@@ -312,19 +360,36 @@ def ingest_images(
     overwrite: bool = False,
     split: str | None = None,
 ) -> IngestReport:
-    """Ingest 2D images (galaxy cutouts, satellite tiles) as cubes with D = 1, with optional masks."""
-    paths = [Path(p) for p in images]
-    paths = [q for p in paths for q in (sorted(p.iterdir()) if p.is_dir() else [p])]
+    """Ingest 2D images (galaxy cutouts, satellite tiles) as cubes with D = 1, with optional masks or
+    ``boxes``: a CSV of boxes per image (:func:`read_boxes`), filled into masks; images without a box
+    get an empty mask, since the CSV lists every object its labeller found."""
+    given = [Path(p) for p in images]
+    paths = [q for p in given for q in (sorted(p.iterdir()) if p.is_dir() else [p])]
     paths = [p for p in paths if p.suffix.lower() in IMAGE_SUFFIXES or not p.exists()]
+    if masks is not None and boxes is not None:
+        raise InputError("give masks or boxes, not both")
     pairs = _pair(paths, [Path(p) for p in masks] if masks is not None else None)
     if not pairs:
-        raise InputError("no images given (PNG, JPEG or TIFF)")
+        where = ", ".join(map(str, given)) or "the arguments"
+        raise InputError(f"no PNG, JPEG or TIFF images in {where}; give image files or folders of them")
+    label_for = None
+    if boxes is not None:
+        table = read_boxes(boxes)
+        unknown = sorted(set(table) - {p.stem for p, _ in pairs})
+        if unknown:
+            raise InputError(f"'{boxes}' has boxes for images not given: {unknown[:5]}")
+
+        def label_for(path: Path, image: Volume) -> np.ndarray:
+            return boxes_to_mask(image.data.shape[2:], table.get(path.stem, []), str(path))
+
     spec = _spec_for(read_image(pairs[0][0]), task, channel_names, class_names)
     return _ingest_pairs(
         pairs,
         store_path,
         spec,
         read_image,
+        label_for=label_for,
+        label_source=str(boxes) if boxes is not None else None,
         label_mode=label_mode,
         spacing=(1.0, pixel_scale, pixel_scale),
         names=names,

@@ -75,6 +75,8 @@ def load_model(ckpt: str | Path, device: str | torch.device = "cpu"):
     path = Path(ckpt)
     if not path.is_file():
         raise InputError(f"checkpoint '{path}' does not exist; train one with `tcupgan fit`")
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"--device {device} but no CUDA GPU is visible here; use --device cpu")
     try:
         model = TCuPGAN.load_from_checkpoint(str(path), map_location=device)
     except Exception as err:  # torch.load raises many types for files that are not checkpoints

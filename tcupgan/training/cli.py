@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 
 from lightning.pytorch.cli import LightningCLI
 
 from tcupgan.training.data import CubeDataModule
 from tcupgan.training.module import TCuPGAN
 
-__all__ = ["TCuPGANCLI", "run_fit"]
+__all__ = ["TCuPGANCLI", "run_fit", "fit_config"]
 
 
 class TCuPGANCLI(LightningCLI):
@@ -34,3 +35,31 @@ def run_fit(argv: Sequence[str]) -> TCuPGANCLI:
         save_config_kwargs={"overwrite": True},
         parser_kwargs={"fit": {"default_env": False}},
     )
+
+
+def fit_config(
+    config: str | Path,
+    store: str | Path,
+    run_dir: str | Path,
+    *,
+    epochs: int,
+    seed: int = 0,
+    samples: int | None = None,
+    validate_every: int | None = None,
+    extra: Sequence[str] = (),
+) -> str:
+    """``tcupgan fit --config CONFIG`` on ``store`` into ``run_dir``, quietly (no progress bar or summary,
+    data read in-process): for scripts, notebooks and benchmarks. ``samples`` crops per epoch and
+    ``validate_every`` epochs override the config; ``extra`` are further ``fit`` arguments. Returns the
+    last checkpoint's path."""
+    args = [
+        "--config", str(config), "--data.store", str(store), "--trainer.max_epochs", str(epochs),
+        "--trainer.default_root_dir", str(run_dir), "--trainer.logger.init_args.save_dir", str(run_dir),
+        "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+        "--data.num_workers", "0", "--seed_everything", str(seed),
+    ]  # fmt: skip
+    if samples:
+        args += ["--data.samples_per_epoch", str(samples)]
+    if validate_every:
+        args += ["--trainer.check_val_every_n_epoch", str(validate_every)]
+    return run_fit([*args, *extra]).trainer.checkpoint_callback.last_model_path

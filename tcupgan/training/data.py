@@ -4,6 +4,9 @@ Crops are read lazily from Zarr (only the chunks under the crop), so a store lar
 as well as a small one. Foreground oversampling centres a share of crops on labelled voxels; the
 coordinates of foreground voxels are gathered once per cube and worker, from the uint8 label alone.
 
+Targets are the label by default; ``target="vote_fraction"`` trains on soft targets instead (per-pixel
+fractions of volunteers, as Galaxy Zoo 3D provides them), so the outputs become calibrated fractions.
+
 Volunteer corrections (``tcupgan harvest``) override the label on their slices. A cube with no ground
 truth but some corrected slices trains too: its crops always hold a corrected slice, and each item says
 which of its slices are labelled so the losses ignore the others.
@@ -38,8 +41,29 @@ def corrected_slices(cube) -> list[int]:
     )
 
 
-def is_trainable(cube) -> bool:
-    return cube.label is not None or bool(corrected_slices(cube))
+def has_target(cube, target: str = "label") -> bool:
+    """Whether a cube holds the whole training target (its label, or a soft-target array)."""
+    return cube.label is not None if target == "label" else target in cube
+
+
+def is_trainable(cube, target: str = "label") -> bool:
+    """A whole target, or (for labels) at least some slices corrected by volunteers."""
+    return has_target(cube, target) or (target == "label" and bool(corrected_slices(cube)))
+
+
+def check_target(target: str) -> str:
+    """``label`` or the name of a float array of the cube (K, D, H, W) with values in [0, 1]."""
+    if target in ("image", "prediction", "probability", "corrections", "correction_votes"):
+        raise ConfigError(f"data.target '{target}' is not a training target; use 'label' or 'vote_fraction'")
+    return target
+
+
+def read_soft_target(cube, target: str, window: tuple[slice, slice, slice]) -> np.ndarray:
+    """A crop of a soft-target array (K, d, h, w) as float32, checked to be fractions."""
+    data = np.asarray(cube[target][(slice(None), *window)], np.float32)
+    if not np.isfinite(data).all() or data.min() < 0 or data.max() > 1:
+        raise ConfigError(f"cube '{cube.name}': '{target}' must hold fractions in [0, 1]")
+    return data
 
 
 def read_training_label(
@@ -70,7 +94,8 @@ class CropDataset(Dataset):
     """``samples`` random crops per epoch from the labelled (or corrected) cubes ``names`` of a store.
 
     Each item: {"image": (C, d, h, w) float32 normalised, "target": (K, d, h, w) float32,
-    "labelled": (d,) bool (slices the losses may use), "cube": name}.
+    "labelled": (d,) bool (slices the losses may use), "cube": name}. ``target``: ``label`` or a soft-target
+    array such as ``vote_fraction`` (crops are then centred where any volunteer voted).
     """
 
     def __init__(
@@ -82,9 +107,10 @@ class CropDataset(Dataset):
         foreground_ratio: float = 0.66,
         augment: bool = True,
         seed: int = 0,
+        target: str = "label",
     ) -> None:
         self.store_path, self.names, self.crop, self.samples = str(store), list(names), tuple(crop), samples
-        self.foreground_ratio, self.seed = foreground_ratio, seed
+        self.foreground_ratio, self.seed, self.target = foreground_ratio, seed, check_target(target)
         self.augment = augmentations() if augment else None
         self._store: CubeStore | None = None
         self._foreground: dict[str, np.ndarray] = {}
@@ -110,7 +136,8 @@ class CropDataset(Dataset):
 
     def _foreground_voxels(self, name: str, label) -> np.ndarray:
         if name not in self._foreground:
-            coords = np.argwhere(label[...] > 0)
+            data = label[...]
+            coords = np.argwhere(data > 0 if data.ndim == 3 else (data > 0).any(0))
             if len(coords) > 20000:
                 coords = coords[np.random.default_rng(0).choice(len(coords), 20000, replace=False)]
             self._foreground[name] = coords
@@ -128,8 +155,9 @@ class CropDataset(Dataset):
         cube = self.store[name]
         shape = cube.shape[1:]
         crop = _crop_size(self.crop, shape)
-        truth = cube.label
-        corrected = self._corrected(name, cube)
+        soft = self.target != "label"
+        truth = cube[self.target] if soft else cube.label
+        corrected = [] if soft else self._corrected(name, cube)
         if truth is not None:
             fg = self._foreground_voxels(name, truth)
         else:  # only corrected slices are known: centre on one of them
@@ -152,8 +180,11 @@ class CropDataset(Dataset):
             start = [int(rng.integers(0, s - k + 1)) for k, s in zip(crop, shape, strict=True)]
         window = tuple(slice(a, a + k) for a, k in zip(start, crop, strict=True))
         image = normalise(cube.image[(slice(None), *window)], cube.attrs)
-        label, labelled = read_training_label(cube, window, corrected)
-        target = label_to_target(label, self.store.task, len(self.store.class_names))
+        if soft:
+            target, labelled = read_soft_target(cube, self.target, window), np.ones(crop[0], bool)
+        else:
+            label, labelled = read_training_label(cube, window, corrected)
+            target = label_to_target(label, self.store.task, len(self.store.class_names))
         item = {"image": image, "target": target}
         if self.augment is not None:
             self.augment.set_random_state(seed=int(rng.integers(2**31)))
@@ -169,8 +200,8 @@ class CropDataset(Dataset):
 class CubeDataset(Dataset):
     """Whole labelled cubes, normalised, for validation by sliding-window inference."""
 
-    def __init__(self, store: str | Path, names: Sequence[str]) -> None:
-        self.store_path, self.names = str(store), list(names)
+    def __init__(self, store: str | Path, names: Sequence[str], target: str = "label") -> None:
+        self.store_path, self.names, self.target = str(store), list(names), check_target(target)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -179,7 +210,11 @@ class CubeDataset(Dataset):
         store = CubeStore(self.store_path)
         cube = store[self.names[index]]
         image = normalise(cube.image[...], cube.attrs)
-        target = label_to_target(cube.label[...], store.task, len(store.class_names))
+        if self.target != "label":
+            full = tuple(slice(0, s) for s in cube.shape[1:])
+            target = read_soft_target(cube, self.target, full)  # type: ignore[arg-type]
+        else:
+            target = label_to_target(cube.label[...], store.task, len(store.class_names))
         return {"image": torch.from_numpy(image), "target": torch.from_numpy(target), "cube": cube.name}
 
 
@@ -198,6 +233,8 @@ class CubeDataModule(L.LightningDataModule):
         label_fraction: train on a seeded random share of the trainable train cubes (label-efficiency
             curves: 0.05, 0.1, 0.25 ...); at least one cube.
         seed: seed of the crop positions and of the label-fraction subset.
+        target: ``label`` (masks) or a soft-target array of the cubes, e.g. ``vote_fraction`` (galaxy
+            models trained on the fraction of volunteers who marked each pixel; use ``seg_loss: l1``).
     """
 
     def __init__(
@@ -212,9 +249,11 @@ class CubeDataModule(L.LightningDataModule):
         max_val_cubes: int = 4,
         label_fraction: float = 1.0,
         seed: int = 0,
+        target: str = "label",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        check_target(target)
         store_obj = CubeStore(store)  # fail here, with the store's own message, if the path is wrong
         self.task = store_obj.task
         self.in_channels = len(store_obj.channel_names)
@@ -223,7 +262,8 @@ class CubeDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         store = CubeStore(self.hparams.store)
-        self.train_names = [n for n in store.names(split="train") if is_trainable(store[n])]
+        target = self.hparams.target
+        self.train_names = [n for n in store.names(split="train") if is_trainable(store[n], target)]
         fraction = self.hparams.label_fraction
         if not 0 < fraction <= 1:
             raise ConfigError(f"label_fraction must be in (0, 1], got {fraction}")
@@ -233,12 +273,12 @@ class CubeDataModule(L.LightningDataModule):
                 len(self.train_names), keep, replace=False
             )
             self.train_names = [self.train_names[i] for i in sorted(chosen)]
-        val = [n for n in store.names(split="val") if store[n].label is not None]
+        val = [n for n in store.names(split="val") if has_target(store[n], target)]
         self.val_names = val[: self.hparams.max_val_cubes]
         if not self.train_names:
+            what = "labelled or corrected" if target == "label" else f"'{target}'"
             raise ConfigError(
-                f"store '{store.path}' has no labelled or corrected cubes in split 'train'; "
-                "see `tcupgan info`"
+                f"store '{store.path}' has no cubes with {what} in split 'train'; see `tcupgan info`"
             )
         if not self.val_names:
             raise ConfigError(
@@ -265,8 +305,11 @@ class CubeDataModule(L.LightningDataModule):
             hp.foreground_ratio,
             hp.augment,
             hp.seed,
+            hp.target,
         )
         return self._loader(data, hp.batch_size, shuffle=False)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(CubeDataset(self.hparams.store, self.val_names), 1, shuffle=False)
+        return self._loader(
+            CubeDataset(self.hparams.store, self.val_names, self.hparams.target), 1, shuffle=False
+        )

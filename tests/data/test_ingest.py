@@ -238,8 +238,57 @@ def test_real_brats_2023_case(tmp_path):
     assert cube.attrs["spacing"] == [1.0, 1.0, 1.0]
 
 
-def test_real_floating_forests_tiles(tmp_path):
-    tiles = sorted(shared("floating-forests-sample").glob("*.jpg"))[:4]
-    report = ingest_images(tiles, tmp_path / "ff.zarr", class_names=["kelp"])
+def test_real_floating_forests_tiles_with_box_labels_ingest_and_predict(tmp_path):
+    """The real Landsat tiles with their weak kelp boxes: masks are the filled boxes, re-running skips,
+    and a 3-band model predicts them (untrained: this checks the path, not the skill)."""
+    import csv
+
+    from tcupgan.inference import predict_store
+    from tcupgan.training import TCuPGAN
+    from tcupgan.training.module import write_checkpoint
+
+    folder = shared("floating-forests-sample")
+    tiles = sorted(folder.glob("*.jpg"))[:4]
+    boxes = folder / "kelp_boxes.csv"
+    with open(boxes, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["image"] in {t.stem for t in tiles}]
+    subset = tmp_path / "boxes.csv"
+    with open(subset, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    store_path = tmp_path / "ff.zarr"
+    report = ingest_images(tiles, store_path, boxes=subset, class_names=["kelp"], split="test")
     assert len(report.written) == 4
-    assert CubeStore(tmp_path / "ff.zarr")[tiles[0].stem].shape[:2] == (3, 1)
+    store = CubeStore(store_path)
+    cube = store[tiles[0].stem]
+    assert cube.shape == (3, 1, 484, 532) and cube.attrs["sources"]["label"] == str(subset)
+    expected = np.zeros((484, 532), bool)
+    for r in rows:
+        if r["image"] == tiles[0].stem:
+            expected[int(r["y_min"]) : int(r["y_max"]) + 1, int(r["x_min"]) : int(r["x_max"]) + 1] = True
+    assert expected.any()
+    np.testing.assert_array_equal(cube.label[0] > 0, expected)
+    again = ingest_images(tiles, store_path, boxes=subset, class_names=["kelp"])
+    assert again.skipped == [t.stem for t in tiles]
+
+    model = TCuPGAN(3, 1, ["kelp"], widths=(4, 8), disc_width=4, disc_layers=2, val_roi=(1, 128, 128))
+    ckpt = write_checkpoint(model, tmp_path / "kelp.ckpt")
+    assert len(predict_store(ckpt, store_path).predicted) == 4
+    assert store[tiles[0].stem]["prediction"].shape == (1, 484, 532)
+
+
+def test_box_csv_problems_are_clear_and_write_nothing(tmp_path):
+    tile = sorted(shared("floating-forests-sample").glob("*.jpg"))[0]
+    cases = {
+        "image,x0,x1\n": "needs the columns",
+        f"image,x_min,x_max,y_min,y_max\n{tile.stem},a,5,0,5\n": "must be numbers",
+        f"image,x_min,x_max,y_min,y_max\n{tile.stem},9,5,0,5\n": "x_min <= x_max",
+        f"image,x_min,x_max,y_min,y_max\n{tile.stem},900,905,0,5\n": "outside the 532x484 image",
+        "image,x_min,x_max,y_min,y_max\nnot-a-tile,1,5,0,5\n": "images not given",
+    }
+    for text, message in cases.items():
+        (tmp_path / "b.csv").write_text(text)
+        with pytest.raises(InputError, match=message):
+            ingest_images([tile], tmp_path / "ff.zarr", boxes=tmp_path / "b.csv")
+        assert not (tmp_path / "ff.zarr").exists()

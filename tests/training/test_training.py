@@ -52,7 +52,7 @@ def test_targets_from_labels():
     np.testing.assert_array_equal(multi[:, 0, 0], [[0, 1, 0, 1], [0, 0, 1, 1]])
 
 
-@pytest.mark.parametrize("name", ["dicece", "dicefocal", "focal_tversky"])
+@pytest.mark.parametrize("name", ["dicece", "dicefocal", "focal_tversky", "l1", "bce"])
 def test_seg_losses_accept_soft_targets(name):
     loss = make_seg_loss(name)
     logits = torch.zeros(1, 2, 1, 8, 8, requires_grad=True)

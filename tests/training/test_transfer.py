@@ -7,19 +7,15 @@ import torch
 from tcupgan.data import synthesize
 from tcupgan.errors import ConfigError
 from tcupgan.training import CubeDataModule, TCuPGAN
+from tcupgan.training.module import write_checkpoint
 from tcupgan.training.transfer import STEM, transfer_weights
 
 SMALL = {"widths": (4, 8), "disc_width": 4, "disc_layers": 2}
 
 
-def checkpoint(model, path):
-    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}, path)
-    return path
-
-
 def test_one_channel_3d_model_into_three_band_2d_model(tmp_path):
     source = TCuPGAN(1, 1, ["droplet"], **SMALL)
-    ckpt = checkpoint(source, tmp_path / "em.ckpt")
+    ckpt = write_checkpoint(source, tmp_path / "em.ckpt")
     target = TCuPGAN(3, 2, ["kelp", "cloud"], **SMALL)
     report = transfer_weights(target, ckpt)
     assert report.adapted == [f"{STEM} (1 → 3 input channels)"]
@@ -49,7 +45,7 @@ def test_wrong_files_are_refused_and_bare_generators_accepted(tmp_path):
 def test_frozen_encoder_stays_put_while_the_rest_learns(tmp_path):
     store = tmp_path / "fc.zarr"
     synthesize("fatchecker", store, n=4, seed=0, shape=(8, 32, 32))
-    ckpt = checkpoint(TCuPGAN(1, 1, ["fg"], **SMALL), tmp_path / "src.ckpt")
+    ckpt = write_checkpoint(TCuPGAN(1, 1, ["fg"], **SMALL), tmp_path / "src.ckpt")
     data = CubeDataModule(
         str(store), crop_size=(8, 32, 32), samples_per_epoch=4, num_workers=0, label_fraction=0.34
     )

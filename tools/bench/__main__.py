@@ -1,9 +1,9 @@
 """Every benchmark in one run: one JSON file and ``docs/benchmarks.md`` rendered from it.
 
-    python -m tools.bench all --quick      # CPU-sized runs (~25 minutes on 2 cores)
+    python -m tools.bench all --quick      # CPU-sized runs (~45 minutes on 2 cores); also `tcupgan bench`
     python -m tools.bench all --tiny       # smoke run (what the tests do), numbers meaningless
     python -m tools.bench all --quick --only predict_memory   # rerun one, update the JSON and docs
-    python -m tools.bench render --json bench-results.json   # re-render docs/benchmarks.md
+    python -m tools.bench render           # re-render docs/benchmarks.md from docs/benchmarks.json
 
 Each benchmark measures its own baseline in the same run, so the document shows ratios, not absolute
 numbers from different days.
@@ -24,14 +24,22 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[2]
-FIGURE = "images/volunteer_effort.png"
+#: Benchmarks that draw a figure, and where it goes under the docs folder.
+FIGURES = {
+    "volunteer_effort": "images/volunteer_effort.png",
+    "transfer": "images/transfer.png",
+    "galaxy": "images/galaxy_overlays.png",
+}
 QUICK_ARGS = {
     "store_io": ["--cubes", "2", "--reads", "100"],
     "model_speed": ["--repeats", "2"],
     "predict_speed": [],
     "predict_memory": [],
+    "data_time": [],
     "upload_speed": ["--n", "50"],
     "volunteer_effort": ["--quick"],
+    "transfer": ["--quick"],
+    "galaxy": ["--quick"],
 }
 
 
@@ -53,8 +61,8 @@ def run_all(names: list[str], tiny: bool, docs_dir: Path) -> dict:
     for name in names:
         module = importlib.import_module(f"tools.bench.{name}")
         argv = ["--tiny"] if tiny else list(QUICK_ARGS[name])
-        if name == "volunteer_effort":
-            argv += ["--figure", str(docs_dir / FIGURE)]
+        if name in FIGURES:
+            argv += ["--figure", str(docs_dir / FIGURES[name])]
         start = time.perf_counter()
         with contextlib.redirect_stdout(io.StringIO()):  # each prints its JSON; we print them together
             results["benchmarks"][name] = module.main(argv)
@@ -147,6 +155,18 @@ def render(results: dict) -> str:
                 f"**{s['ratio']}x** (lower is better)",
             )
         )
+    if "data_time" in b:
+        s = b["data_time"]
+        ours, base = s["configured"], s["in_process"]
+        lines.append(
+            _row(
+                f"time waiting for data, share of training ({s['config']}, target < 10%)",
+                f"{ours['data_share']:.1%} ({ours['num_workers']} worker)",
+                f"{base['data_share']:.1%} (in process)",
+                f"{ours['wait_seconds'] + ours['step_seconds']:.0f} s vs "
+                f"{base['wait_seconds'] + base['step_seconds']:.0f} s",
+            )
+        )
     if "upload_speed" in b:
         s = b["upload_speed"]
         ours, base = s["tcupgan_no_faults"], s["recipe_no_faults"]
@@ -180,6 +200,10 @@ def render(results: dict) -> str:
     lines.append("")
     if "volunteer_effort" in b:
         lines += _effort(b["volunteer_effort"])
+    if "transfer" in b:
+        lines += _transfer(b["transfer"])
+    if "galaxy" in b:
+        lines += _galaxy(b["galaxy"])
     lines += [
         "",
         "Wall time per benchmark: " + ", ".join(f"{k} {v['wall_seconds']} s" for k, v in b.items()) + ".",
@@ -226,14 +250,77 @@ def _effort(s: dict) -> list[str]:
         f"Held-out Dice per seed: base model {', '.join(base)}; "
         f"every pool slice corrected {', '.join(full)}.",
         "",
-        f"![Dice against slices corrected per strategy]({FIGURE})",
+        f"![Dice against slices corrected per strategy]({FIGURES['volunteer_effort']})",
         "",
         "What these numbers can and cannot say: [volunteer-loop.md](volunteer-loop.md#volunteer-effort).",
     ]
     return lines
 
 
-def main() -> None:
+def _transfer(s: dict) -> list[str]:
+    settings = s["settings"]
+    lines = [
+        "",
+        "## Transfer learning",
+        "",
+        f"`python -m tools.bench.transfer`: kelp tiles (synthetic, 4 bands, {settings['size']} px; "
+        f"{s['train_tiles']} train, {s['test_tiles']} test) trained from scratch and fine-tuned from a "
+        f"model pretrained on synthetic liver EM ({settings['em_cubes']} cubes, "
+        f"{settings['pretrain_epochs']} epochs), same budget ({settings['epochs']} epochs x "
+        f"{settings['samples']} crops), seeds "
+        f"{settings['seeds']}. Test Dice, mean ± sd over seeds:",
+        "",
+        *_header("labelled tiles", "scratch", "fine-tuned", "gain"),
+    ]
+    for fraction, row in s["summary"].items():
+        tiles = max(1, round(float(fraction) * s["train_tiles"]))
+        lines.append(
+            _row(
+                f"{float(fraction):.0%} ({tiles})",
+                f"{row['scratch']['mean']:.3f} ± {row['scratch']['sd']:.3f}",
+                f"{row['fine-tuned']['mean']:.3f} ± {row['fine-tuned']['sd']:.3f}",
+                f"**{row['gain']:+.3f}**",
+            )
+        )
+    return lines + ["", f"![Dice against label fraction]({FIGURES['transfer']})"]
+
+
+def _galaxy(s: dict) -> list[str]:
+    m, v = s["model"], s["volunteers"]
+    settings = s["settings"]
+    lines = [
+        "",
+        "## Galaxy spiral arms and bars",
+        "",
+        f"`python -m tools.bench.galaxy`: trained on vote fractions of {settings['n']} synthetic galaxies "
+        f"({settings['size']} px, {settings['epochs']} epochs x {settings['samples']} images, seg_loss "
+        f"{settings.get('seg_loss') or 'from the config'}), scored on {s['test_galaxies']} test galaxies "
+        "against the true structures. Baseline: the simulated volunteers' own majority (vote fraction ≥ "
+        "0.5), which the model learns from.",
+        "",
+        *_header("", "model", "volunteers' majority"),
+        _row("spiral-arm Dice", m["arm_dice_mean"], v["arm_dice_mean"]),
+        _row("bar Dice (barred galaxies)", m["bar_dice_mean"], v["bar_dice_mean"]),
+        _row(
+            "bars found / false bars",
+            f"{m['bars_found']} / {m['false_bars']}",
+            f"{v['bars_found']} / {v['false_bars']}",
+        ),  # fmt: skip
+        _row(
+            "bar length, median relative error",
+            m["bar_length_median_rel_error"],
+            v["bar_length_median_rel_error"],
+        ),  # fmt: skip
+        "",
+        f"Mean absolute difference between the model's fractions and the volunteers' vote fractions: "
+        f"{s['mean_abs_error_vs_vote_fraction']}.",
+        "",
+        f"![test galaxies: truth, volunteers, model]({FIGURES['galaxy']})",
+    ]
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m tools.bench",
         description=__doc__,
@@ -246,10 +333,11 @@ def main() -> None:
     size.add_argument("--quick", action="store_true", help="CPU-sized runs")
     size.add_argument("--tiny", action="store_true", help="smoke sizes")
     parser.add_argument("--only", nargs="+", choices=list(QUICK_ARGS), help="a subset of benchmarks")
-    parser.add_argument("--json", default="bench-results.json", help="where to write the combined JSON")
+    parser.add_argument("--json", help="the combined JSON (default: benchmarks.json next to benchmarks.md)")
     parser.add_argument("--docs", default=str(ROOT / "docs"), help="folder for benchmarks.md and its figure")
-    args = parser.parse_args()
-    docs, json_path = Path(args.docs), Path(args.json)
+    args = parser.parse_args(argv)
+    docs = Path(args.docs)
+    json_path = Path(args.json) if args.json else docs / "benchmarks.json"
     if args.command == "render":
         results = json.loads(json_path.read_text())
     else:
@@ -262,7 +350,7 @@ def main() -> None:
             results = earlier
         json_path.write_text(json.dumps(results, indent=1))
     (docs / "benchmarks.md").write_text(render(results))
-    print(f"wrote {args.json} and {docs / 'benchmarks.md'}")
+    print(f"wrote {json_path} and {docs / 'benchmarks.md'}")
 
 
 if __name__ == "__main__":

@@ -7,10 +7,8 @@ import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import lightning as L
-import torch
-
 from tcupgan.training import TCuPGAN
+from tcupgan.training.module import write_checkpoint
 
 
 def bench_cli(
@@ -32,10 +30,4 @@ def bench_cli(
 def save_checkpoint(path: Path, widths: tuple[int, ...]) -> Path:
     """A Lightning-format checkpoint of an untrained 1-channel model: speed and memory do not depend on
     the weights, and benchmarks must not need a training run first."""
-    model = TCuPGAN(1, 1, ["fg"], widths=widths, disc_width=4, disc_layers=2)
-    torch.save(
-        {"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
-         "pytorch-lightning_version": L.__version__},
-        path,
-    )  # fmt: skip
-    return path
+    return write_checkpoint(TCuPGAN(1, 1, ["fg"], widths=widths, disc_width=4, disc_layers=2), path)
