@@ -267,8 +267,9 @@ def _transfer(s: dict) -> list[str]:
         f"{s['train_tiles']} train, {s['test_tiles']} test) trained from scratch and fine-tuned from a "
         f"model pretrained on synthetic liver EM ({settings['em_cubes']} cubes, "
         f"{settings['pretrain_epochs']} epochs), same budget ({settings['epochs']} epochs x "
-        f"{settings['samples']} crops), seeds "
-        f"{settings['seeds']}. Test Dice, mean ± sd over seeds:",
+        f"{settings['samples']} crops), seeds {settings['seeds']}"
+        + (f", fine-tuned with `{settings['finetune_args']}`" if settings.get("finetune_args") else "")
+        + ". Test Dice, mean ± sd over seeds:",
         "",
         *_header("labelled tiles", "scratch", "fine-tuned", "gain"),
     ]

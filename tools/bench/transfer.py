@@ -5,7 +5,7 @@ Pretrains on synthetic ``fatchecker`` cubes (3D, 1 channel), then trains on synt
 model (``init_from``: the stem adapted to 4 bands, the head kept), with the same budget (epochs x crops)
 and several seeds. Scores: Dice on the kelp test split. Baseline: training from scratch.
 
-    python -m tools.bench.transfer --quick --figure docs/images/transfer.png   # ~10 min on 2 CPU cores
+    python -m tools.bench.transfer --quick --figure docs/images/transfer.png   # ~15 min on 2 CPU cores
     python -m tools.bench.transfer --tiny                                       # the test suite's
 """
 
@@ -27,6 +27,18 @@ from tcupgan.training.cli import fit_config
 from tools.bench.common import bench_cli
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+SETTINGS = [
+    "fractions",
+    "seeds",
+    "epochs",
+    "pretrain_epochs",
+    "samples",
+    "tiles",
+    "em_cubes",
+    "size",
+    "widths",
+    "finetune_args",
+]
 
 
 def _fit(config: str, store: Path, run: Path, args: argparse.Namespace, crop: list[int], seed: int,
@@ -58,7 +70,8 @@ def run(args: argparse.Namespace) -> dict:
         train, test = len(store.names(split="train")), store.names(split="test")
         for fraction in args.fractions:
             for seed in args.seeds:
-                for arm, extra in (("scratch", []), ("fine-tuned", ["--model.init_from", source])):
+                tuned = ["--model.init_from", source, *args.finetune_args.split()]
+                for arm, extra in (("scratch", []), ("fine-tuned", tuned)):
                     run_dir = tmp / f"{arm}-{fraction}-{seed}"
                     extra = ["--data.label_fraction", str(fraction), *extra]
                     ckpt = _fit("floating_forests.yaml", tmp / "kelp.zarr", run_dir, args, [1, size, size],
@@ -79,20 +92,7 @@ def run(args: argparse.Namespace) -> dict:
         figure(curves, args.fractions, train, Path(args.figure))
     return {
         "baseline": "the same kelp training from scratch (same epochs, crops, seeds and labelled tiles)",
-        "settings": {
-            k: getattr(args, k)
-            for k in (
-                "fractions",
-                "seeds",
-                "epochs",
-                "pretrain_epochs",
-                "samples",
-                "tiles",
-                "em_cubes",
-                "size",
-                "widths",
-            )
-        },  # fmt: skip
+        "settings": {k: getattr(args, k) for k in SETTINGS},
         "train_tiles": train,
         "test_tiles": len(test),
         "summary": summary,
@@ -134,11 +134,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tiles", type=int, default=60, help="synthetic kelp tiles (60%% train)")
     p.add_argument("--em-cubes", type=int, default=10, help="synthetic EM cubes to pretrain on")
     p.add_argument("--size", type=int, default=64, help="tile and crop size in pixels (64)")
-    p.add_argument("--epochs", type=int, default=6, help="kelp epochs per run (6)")
+    p.add_argument("--epochs", type=int, default=12, help="kelp epochs per run (12)")
     p.add_argument("--pretrain-epochs", type=int, default=8, help="EM pretraining epochs (8)")
-    p.add_argument("--samples", type=int, default=32, help="crops per epoch (32)")
+    p.add_argument("--samples", type=int, default=64, help="crops per epoch (64)")
     p.add_argument("--widths", type=int, nargs="+", default=[8, 16, 32, 64], help="generator widths")
     p.add_argument("--figure", help="PNG: Dice vs label fraction, scratch and fine-tuned")
+    p.add_argument(
+        "--finetune-args", default="", help="more `fit` options for the fine-tuned arm, e.g. "
+        "'--model.reset_discriminator true --model.freeze encoder'",
+    )  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
