@@ -31,7 +31,7 @@ def cmd_measure(args: argparse.Namespace) -> None:
 
     path = measure_store(
         args.store, args.out, what=args.what, threshold=args.threshold, pixel_scale=args.pixel_scale,
-        bar_level=args.bar_level or None,
+        bar_level=args.bar_level or None, split=args.split,
     )  # fmt: skip
     print(f"wrote {path}")
 
@@ -71,6 +71,7 @@ def add_galaxy_commands(sub) -> None:
     p.add_argument("--store", required=True, help="store of 2D galaxy cubes (classes: spiral arm, bar)")
     p.add_argument("--out", required=True, help="catalogue CSV to write")
     p.add_argument("--what", default="probability", choices=["probability", "vote_fraction", "label"])
+    p.add_argument("--split", choices=["train", "val", "test"], help="measure the cubes of one split")
     p.add_argument("--threshold", type=float, default=0.5, help="mask threshold on probabilities/votes (0.5)")
     p.add_argument("--pixel-scale", type=float, help="arcsec per pixel, adds bar_length_arcsec")
     _bar_level(p)

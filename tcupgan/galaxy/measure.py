@@ -91,12 +91,14 @@ def measure_store(
     threshold: float = 0.5,
     pixel_scale: float | None = None,
     bar_level: float | None = 0.5,
+    split: str | None = None,
 ) -> Path:
-    """A catalogue CSV of every 2D cube of a galaxy store (classes: spiral arm, bar), measured from its
-    ``probability`` (K = 2 channels, arm then bar), ``vote_fraction`` or bit-flag ``label``."""
+    """A catalogue CSV of every 2D cube of a galaxy store (or of one ``split``; classes: spiral arm, bar),
+    measured from its ``probability`` (K = 2 channels, arm then bar), ``vote_fraction`` or bit-flag
+    ``label``."""
     store = CubeStore(store_path)
     rows = []
-    for name in store.names():
+    for name in store.names(split=split):
         cube = store[name]
         if what == "label" and cube.label is not None:
             label = cube.label[0]
