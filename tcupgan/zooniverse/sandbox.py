@@ -211,6 +211,8 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(503, {"errors": [{"message": "Service Unavailable"}]})
         elif fault == "stale" and parts[:1] == ["api"] and (self.command == "PUT" or "links" in parts):
             return self._send(409, {"errors": [{"message": "Object is stale, please reload and retry"}]})
+        if parts[:1] == ["upload"] and self.command == "PUT":
+            time.sleep(self.server.media_latency)  # storage far away; outside the lock, as in real life
         try:
             with state.lock:
                 status, payload, headers, raw, ctype = self._route(parts, query, body)
@@ -554,6 +556,7 @@ class SandboxServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", port), Handler)
         self.state, self.faults, self.subject_limit = state, faults, subject_limit
         self.token_ttl, self.verbose = token_ttl, verbose
+        self.media_latency = 0.0
         self.sessions: dict[str, dict] = {}
         self.requests_seen = 0
         self.base_url = f"http://127.0.0.1:{self.server_address[1]}"
@@ -570,14 +573,17 @@ class Sandbox:
         faults: which fault kinds to draw from (default all of ``FAULT_KINDS``).
         subject_limit: imitate the per-user subject limit (403 beyond it).
         token_ttl: bearer token lifetime in seconds (the client renews two minutes before expiry).
+        media_latency: seconds each media PUT takes (a storage round trip; loopback has none).
     """
 
     def __init__(self, state_dir: str | os.PathLike, port: int = 0, fail_rate: float = 0.0, seed: int = 0,
                  faults: tuple[str, ...] = FAULT_KINDS, subject_limit: int | None = None,
-                 token_ttl: int = 7200, verbose: bool = False) -> None:  # fmt: skip
+                 token_ttl: int = 7200, verbose: bool = False,
+                 media_latency: float = 0.0) -> None:  # fmt: skip
         self.state = SandboxState(state_dir)
         plan = FaultPlan(rate=fail_rate, seed=seed, kinds=tuple(faults))
         self.server = SandboxServer(self.state, port, plan, subject_limit, token_ttl, verbose)
+        self.server.media_latency = media_latency
         self._thread: threading.Thread | None = None
 
     @property

@@ -8,8 +8,9 @@ retries any API error, even one raised after the server created the subject) and
    moment the server returns it, and each later step (media verified, linked);
 2. every run first lists the subject set and reconciles it with the ledger (a subject linked before a
    crash is recognised by its hidden ``#tcupgan_id``; a duplicate in the set is unlinked and deleted);
-3. media are PUT to their signed URLs and checked (HEAD of the public URL, byte count) before a subject
-   is linked, so a subject never reaches volunteers without its images;
+3. media are PUT to their signed URLs, a subject's frames in parallel (each PUT waits on storage, not on
+   us), and checked (HEAD of the public URL, byte count) before a subject is linked, so a subject never
+   reaches volunteers without its images;
 4. a 403 subject limit stops the run cleanly: what was created is linked first, and a rerun continues.
 
 A creation whose outcome is unknown (5xx or dropped connection) may leave an unlinked subject on the
@@ -23,8 +24,10 @@ import getpass
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -187,6 +190,7 @@ class Uploader:
     def __init__(self, folder: Path, ledger: Ledger, attempts: int, backoff: float) -> None:
         self.folder, self.ledger, self.attempts, self.backoff = folder, ledger, attempts, backoff
         self.report = UploadReport()
+        self._count_lock = threading.Lock()  # media PUTs retry from worker threads
 
     def retry(self, what: str, action: Callable[[], T], recover: Callable[[], T | None] | None = None) -> T:
         """Run ``action``; after an unknown outcome ask ``recover`` whether the write happened."""
@@ -197,7 +201,8 @@ class Uploader:
                 error = _classify(e)
                 if not isinstance(error, UnknownOutcome):
                     raise error from e
-                self.report.retried_requests += 1
+                with self._count_lock:
+                    self.report.retried_requests += 1
                 log.info("%s failed (%s); attempt %d of %d", what, error, attempt, self.attempts)
                 if attempt == self.attempts:
                     raise TcupganError(
@@ -290,15 +295,20 @@ class Uploader:
         return sid
 
     def _put_media(self, locations: list[dict[str, str]], frames: list[str]) -> None:
-        for location, frame in zip(locations, frames, strict=True):
+        """PUT every frame of one subject to its signed URL, all at once; the first failure is raised."""
+
+        def put_one(location: dict[str, str], frame: str) -> None:
             (mime, url), = location.items()  # fmt: skip
             data = (self.folder / frame).read_bytes()
+            headers = {"Content-Type": mime, "x-ms-blob-type": "BlockBlob"}
+            self.retry(
+                f"uploading {frame}",
+                lambda: requests.put(url, data=data, headers=headers, timeout=120).raise_for_status(),
+            )
 
-            def put(url: str = url, mime: str = mime, data: bytes = data) -> None:
-                headers = {"Content-Type": mime, "x-ms-blob-type": "BlockBlob"}
-                requests.put(url, data=data, headers=headers, timeout=120).raise_for_status()
-
-            self.retry(f"uploading {frame}", put)
+        with ThreadPoolExecutor(max_workers=max(1, len(frames))) as pool:
+            for done in [pool.submit(put_one, loc, f) for loc, f in zip(locations, frames, strict=True)]:
+                done.result()
 
     def media_ok(self, sid: str, frames: list[str]) -> bool:
         """True when every frame is on the server with the right byte count (HEAD of its public URL)."""

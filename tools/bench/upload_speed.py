@@ -134,14 +134,19 @@ def run(args: argparse.Namespace) -> dict:
                 sub.mkdir()
                 for f in folder.iterdir():
                     (sub / f.name).write_bytes(f.read_bytes())
-                with Sandbox(tmp / f"state-{who}-{label}", fail_rate=rate, seed=3) as sandbox:
+                state = tmp / f"state-{who}-{label}"
+                with Sandbox(state, fail_rate=rate, seed=3, media_latency=args.media_latency) as sandbox:
                     user, password = sandbox.owner_credentials()
                     os.environ.update(PANOPTES_USERNAME=user, PANOPTES_PASSWORD=password)
                     res = ours(sub, sandbox) if who == "tcupgan" else recipe(sub, sandbox, n_recipe)
                 count = n if who == "tcupgan" else n_recipe
                 res["subjects_per_s"] = round(count / res["seconds"], 2)
                 out[f"{who}_{label}"] = res
-    out["fail_rate"], out["recipe_subjects"] = args.fail_rate, n_recipe
+    out["fail_rate"], out["recipe_subjects"], out["media_latency"] = (
+        args.fail_rate,
+        n_recipe,
+        args.media_latency,
+    )
     ratio = out["tcupgan_no_faults"]["subjects_per_s"] / out["recipe_no_faults"]["subjects_per_s"]
     out["speed_ratio_no_faults"] = round(ratio, 2)
     return out
@@ -153,6 +158,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--fail-rate", type=float, default=0.2, help="sandbox fault rate for the faulty runs (0.2)"
     )
     p.add_argument("--skip-recipe-faults", action="store_true", help="skip the slow recipe-under-faults run")
+    p.add_argument(
+        "--media-latency", type=float, default=0.0, help="seconds per media PUT in the sandbox (0)"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
