@@ -99,3 +99,18 @@ def test_asking_for_a_gpu_without_one_says_what_to_do(tmp_path, capsys):
         == 2
     )
     assert "use --device cpu" in capsys.readouterr().err
+
+
+def test_ingest_images_names_the_class_and_extends_a_store_without_repeating_it(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    for i in range(2):
+        Image.fromarray(np.full((16, 16, 3), 40 * i, np.uint8)).save(tmp_path / f"tile{i}.png")
+        Image.fromarray(np.eye(16, dtype=np.uint8) * 255).save(tmp_path / f"mask{i}.png")
+    store = str(tmp_path / "kelp.zarr")
+    first = ["ingest", "images", str(tmp_path / "tile0.png"), "--masks", str(tmp_path / "mask0.png")]
+    assert main([*first, "--store", store, "--class-names", "kelp"]) == 0
+    second = ["ingest", "images", str(tmp_path / "tile1.png"), "--masks", str(tmp_path / "mask1.png")]
+    assert main([*second, "--store", store]) == 0
+    assert CubeStore(store).class_names == ["kelp"] and len(CubeStore(store)) == 2

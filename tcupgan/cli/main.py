@@ -71,6 +71,7 @@ def cmd_ingest_tiff(args: argparse.Namespace) -> None:
     report = ingest_tiff(
         args.images, args.store, labels=args.labels, spacing=args.spacing, names=args.names,
         label_mode=args.label_mode, overwrite=args.overwrite, split=args.split,
+        class_names=_class_names(args),
     )  # fmt: skip
     print(f"{args.store}: {report}")
 
@@ -81,6 +82,7 @@ def cmd_ingest_images(args: argparse.Namespace) -> None:
     report = ingest_images(
         args.images, args.store, masks=args.masks, boxes=args.boxes, names=args.names,
         label_mode=args.label_mode, pixel_scale=args.pixel_scale, overwrite=args.overwrite, split=args.split,
+        class_names=_class_names(args),
     )  # fmt: skip
     print(f"{args.store}: {report}")
 
@@ -380,12 +382,31 @@ def _min_size(text: str) -> int | dict[int, int]:
     return {int(k): int(v) for k, v in (item.split("=") for item in text.split(","))}
 
 
+def _class_names(args: argparse.Namespace) -> list[str]:
+    """``--class-names``, else an existing store's (so extending a store needs no repetition), else
+    "foreground"."""
+    from pathlib import Path
+
+    from tcupgan.data import CubeStore
+
+    if args.class_names:
+        return list(args.class_names)
+    if (Path(args.store) / "zarr.json").exists():
+        return CubeStore(args.store).class_names
+    return ["foreground"]
+
+
 def _common_ingest(p: argparse.ArgumentParser, names: bool = False, label_mode: bool = False) -> None:
     p.add_argument("--store", required=True, help="store to create or extend")
     p.add_argument("--split", choices=["train", "val", "test"], help="put every cube in this split")
     p.add_argument("--overwrite", action="store_true", help="replace cubes that already exist")
     if names:
         p.add_argument("--names", nargs="+", help="cube names (default: file names)")
+        p.add_argument(
+            "--class-names",
+            nargs="+",
+            help="what the labels mark, e.g. kelp (default: the store's, or foreground)",
+        )
     if label_mode:
         p.add_argument(
             "--label-mode", choices=["binary", "values"], default="binary",
