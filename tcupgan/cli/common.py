@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-__all__ = ["add_command", "formatter"]
+__all__ = ["add_command", "add_ingest_options", "formatter"]
 
 
 def formatter(prog: str) -> argparse.HelpFormatter:
@@ -19,3 +19,23 @@ def add_command(sub, name: str, help: str, example: str, func: Callable) -> argp
     )
     p.set_defaults(func=func)
     return p
+
+
+def add_ingest_options(p: argparse.ArgumentParser, names: bool = False, label_mode: bool = False) -> None:
+    """The options every ``ingest`` command shares (store, split, overwrite), and optionally cube and class
+    names and how to read label values."""
+    p.add_argument("--store", required=True, help="store to create or extend")
+    p.add_argument("--split", choices=["train", "val", "test"], help="put every cube in this split")
+    p.add_argument("--overwrite", action="store_true", help="replace cubes that already exist")
+    if names:
+        p.add_argument("--names", nargs="+", help="cube names (default: file names)")
+        p.add_argument(
+            "--class-names",
+            nargs="+",
+            help="what the labels mark, e.g. kelp (default: the store's, or foreground)",
+        )
+    if label_mode:
+        p.add_argument(
+            "--label-mode", choices=["binary", "values"], default="binary",
+            help="binary: non-zero is foreground; values: keep integer classes",
+        )  # fmt: skip

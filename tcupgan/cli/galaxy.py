@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from tcupgan.cli.common import add_command
+from tcupgan.cli.common import add_command, add_ingest_options
 
 
 def cmd_ingest(args: argparse.Namespace) -> None:
@@ -45,10 +45,8 @@ def add_galaxy_commands(sub) -> None:
         "tcupgan galaxy ingest gz3d/*.fits.gz --store gz3d.zarr", cmd_ingest,
     )  # fmt: skip
     p.add_argument("files", nargs="+", help="GZ3D FITS files (needs astropy: pip install 'tcupgan[fits]')")
-    p.add_argument("--store", required=True, help="store to create or extend")
     p.add_argument("--volunteers", type=int, help="classifications per galaxy if a file does not say (15)")
-    p.add_argument("--split", choices=["train", "val", "test"], help="put every cube in this split")
-    p.add_argument("--overwrite", action="store_true", help="replace cubes that already exist")
+    add_ingest_options(p)
 
     p = add_command(
         gsub, "predict", "Soft spiral-arm and bar masks, overlays and a measured catalogue per galaxy image.",

@@ -11,7 +11,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from tcupgan.cli.common import add_command, formatter
+from tcupgan.cli.common import add_command, add_ingest_options, formatter
 from tcupgan.cli.galaxy import add_galaxy_commands
 from tcupgan.cli.volunteers import add_volunteer_commands
 from tcupgan.errors import ConfigError, TcupganError
@@ -268,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("src", help="folder of case folders (or one case folder)")
     p.add_argument("--allow-missing", action="store_true", help="fill missing modalities with zeros")
-    _common_ingest(p)
+    add_ingest_options(p)
     p = add_command(
         isub, "tiff", "Ingest EM stacks: multi-page TIFF files or folders of slice images, with labels.",
         "tcupgan ingest tiff cell1.tif --labels cell1_lipid.tif --spacing 50 5 5 --store em.zarr",
@@ -280,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--spacing", type=float, nargs=3, default=(1.0, 1.0, 1.0), metavar=("Z", "Y", "X"),
         help="voxel size (z y x), e.g. 50 5 5 nm for serial-section EM",
     )  # fmt: skip
-    _common_ingest(p, names=True, label_mode=True)
+    add_ingest_options(p, names=True, label_mode=True)
     p = add_command(
         isub, "images", "Ingest 2D images (PNG/JPEG/TIFF, RGB or multi-band) with optional masks.",
         "tcupgan ingest images tiles/*.jpg --masks masks/*.png --store kelp.zarr", cmd_ingest_images,
@@ -289,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--masks", nargs="+", help="mask images, one per image, same order")
     p.add_argument("--boxes", help="CSV of boxes (image,x_min,x_max,y_min,y_max) as weak labels instead")
     p.add_argument("--pixel-scale", type=float, default=1.0, help="pixel size (e.g. arcsec or m per pixel)")
-    _common_ingest(p, names=True, label_mode=True)
+    add_ingest_options(p, names=True, label_mode=True)
 
     p = add_command(
         sub, "export", "Write a cube's image, label or prediction to NIfTI, TIFF or PNG.",
@@ -394,24 +394,6 @@ def _class_names(args: argparse.Namespace) -> list[str]:
     if (Path(args.store) / "zarr.json").exists():
         return CubeStore(args.store).class_names
     return ["foreground"]
-
-
-def _common_ingest(p: argparse.ArgumentParser, names: bool = False, label_mode: bool = False) -> None:
-    p.add_argument("--store", required=True, help="store to create or extend")
-    p.add_argument("--split", choices=["train", "val", "test"], help="put every cube in this split")
-    p.add_argument("--overwrite", action="store_true", help="replace cubes that already exist")
-    if names:
-        p.add_argument("--names", nargs="+", help="cube names (default: file names)")
-        p.add_argument(
-            "--class-names",
-            nargs="+",
-            help="what the labels mark, e.g. kelp (default: the store's, or foreground)",
-        )
-    if label_mode:
-        p.add_argument(
-            "--label-mode", choices=["binary", "values"], default="binary",
-            help="binary: non-zero is foreground; values: keep integer classes",
-        )  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -21,7 +21,7 @@ from skimage.measure import regionprops
 from tcupgan.data.store import CubeStore
 from tcupgan.errors import InputError
 
-__all__ = ["bar_geometry", "measure_galaxy", "measure_store"]
+__all__ = ["bar_geometry", "measure_galaxy", "measure_store", "write_catalogue"]
 
 
 def bar_geometry(
@@ -111,10 +111,19 @@ def measure_store(
             raise InputError(f"cube '{name}' has no '{what}'; predict first or choose --what label")
         options = {"threshold": threshold, "pixel_scale": pixel_scale, "bar_level": bar_level}
         rows.append({"cube": name, **measure_galaxy(arms, bar, **options)})
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", newline="") as f:
+    return write_catalogue(rows, out)
+
+
+def write_catalogue(rows: list[dict], path: str | os.PathLike) -> Path:
+    """One CSV row per galaxy, written to a temporary file and renamed, so a reader never sees half."""
+    if not rows:
+        raise InputError(f"no galaxies to write to '{path}'")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    return out
+    os.replace(tmp, path)
+    return path

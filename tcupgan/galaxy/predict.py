@@ -1,16 +1,15 @@
 """Soft spiral-arm and bar masks for galaxy images (PNG/JPEG/TIFF cutouts), with a catalogue and overlays.
 
-A galaxy model is a TCuP-GAN trained on 2D cubes (D = 1) with two outputs, spiral arm and bar, usually on
-vote fractions (``data.target: vote_fraction``, ``seg_loss: l1``), so each output pixel reads as "the
-fraction of volunteers who would mark it". Images are resized to the size the model was trained at
-(galaxy cutouts are centred and scaled alike, so the network sees galaxies at the scale it learned),
-predicted whole, and the masks resized back. The discriminator's realness of each (image, mask) pair goes
-into the catalogue: the least real predictions are the galaxies worth showing volunteers.
+A galaxy model is a TCuP-GAN trained on 2D cubes (D = 1) with two outputs, spiral arm and bar, usually
+on vote fractions (``data.target: vote_fraction``, ``seg_loss: bce`` or ``l1``), so each output pixel
+reads as "the fraction of volunteers who would mark it". Images are resized to the size the model was
+trained at (galaxy cutouts are centred and scaled alike, so the network sees galaxies at the scale it
+learned), predicted whole, and the masks resized back. The discriminator's realness of each (image,
+mask) pair goes into the catalogue: the least real predictions are the galaxies worth showing volunteers.
 """
 
 from __future__ import annotations
 
-import csv
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,7 +25,7 @@ from tcupgan.data.readers import IMAGE_SUFFIXES, read_image
 from tcupgan.data.store import intensity_stats
 from tcupgan.data.transforms import normalise
 from tcupgan.errors import InputError
-from tcupgan.galaxy.measure import measure_galaxy
+from tcupgan.galaxy.measure import measure_galaxy, write_catalogue
 from tcupgan.inference.predict import load_model
 from tcupgan.viz import display_image, outline, save_panels
 
@@ -111,11 +110,4 @@ def predict_galaxies(
             fractions[0], fractions[1], threshold=threshold, pixel_scale=pixel_scale, bar_level=bar_level
         )
         rows.append({"image": str(path), "name": name, "realness": round(realness, 4), **measured})
-    catalogue = out / "catalogue.csv"
-    tmp = catalogue.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, catalogue)
-    return catalogue
+    return write_catalogue(rows, out / "catalogue.csv")

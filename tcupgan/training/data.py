@@ -58,9 +58,11 @@ def check_target(target: str) -> str:
     return target
 
 
-def read_soft_target(cube, target: str, window: tuple[slice, slice, slice]) -> np.ndarray:
-    """A crop of a soft-target array (K, d, h, w) as float32, checked to be fractions."""
-    data = np.asarray(cube[target][(slice(None), *window)], np.float32)
+def read_soft_target(cube, target: str, window: tuple[slice, slice, slice] | None = None) -> np.ndarray:
+    """A crop (``window``; None: the whole cube) of a soft-target array (K, d, h, w) as float32, checked
+    to be fractions."""
+    array = cube[target]
+    data = np.asarray(array[...] if window is None else array[(slice(None), *window)], np.float32)
     if not np.isfinite(data).all() or data.min() < 0 or data.max() > 1:
         raise ConfigError(f"cube '{cube.name}': '{target}' must hold fractions in [0, 1]")
     return data
@@ -211,8 +213,7 @@ class CubeDataset(Dataset):
         cube = store[self.names[index]]
         image = normalise(cube.image[...], cube.attrs)
         if self.target != "label":
-            full = tuple(slice(0, s) for s in cube.shape[1:])
-            target = read_soft_target(cube, self.target, full)  # type: ignore[arg-type]
+            target = read_soft_target(cube, self.target)
         else:
             target = label_to_target(cube.label[...], store.task, len(store.class_names))
         return {"image": torch.from_numpy(image), "target": torch.from_numpy(target), "cube": cube.name}
@@ -234,7 +235,8 @@ class CubeDataModule(L.LightningDataModule):
             curves: 0.05, 0.1, 0.25 ...); at least one cube.
         seed: seed of the crop positions and of the label-fraction subset.
         target: ``label`` (masks) or a soft-target array of the cubes, e.g. ``vote_fraction`` (galaxy
-            models trained on the fraction of volunteers who marked each pixel; use ``seg_loss: l1``).
+            models trained on the fraction of volunteers who marked each pixel; use ``seg_loss: bce``
+            or ``l1``).
     """
 
     def __init__(
