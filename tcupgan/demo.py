@@ -12,6 +12,7 @@ that volunteers never see measure whether the corrections helped.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -52,10 +53,12 @@ def fit_demo_model(
     init_from: str | None = None,
     seed: int = 0,
     samples: int | None = None,
+    extra: Sequence[str] = (),
 ) -> str:
     """``tcupgan fit --config configs/demo.yaml`` (the command line's code path); returns last.ckpt.
 
-    ``quick``: ``samples`` (default 16) crops per epoch, validation only after the last epoch."""
+    ``quick``: ``samples`` (default 16) crops per epoch, validation only after the last epoch. ``extra``:
+    further ``fit`` arguments (ablations such as ``--model.disc_corrupted 0``)."""
     from tcupgan.training.cli import fit_config
 
     if not DEMO_CONFIG.is_file():
@@ -63,7 +66,7 @@ def fit_demo_model(
     return fit_config(
         DEMO_CONFIG, store, run_dir, epochs=epochs, seed=seed,
         samples=(samples or 16) if quick else None, validate_every=epochs if quick else None,
-        extra=["--model.init_from", init_from] if init_from else (),
+        extra=[*(["--model.init_from", init_from] if init_from else []), *extra],
     )  # fmt: skip
 
 

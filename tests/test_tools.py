@@ -42,11 +42,16 @@ def test_volunteer_loop_end_to_end_against_the_sandbox(tmp_path):
 
 
 def test_selection_study_reports_shares_and_draws_the_figure(tmp_path):
-    run_tool("tools.selection_study", "--out", str(tmp_path), "--quick")
+    run_tool("tools.selection_study", "--out", str(tmp_path), "--quick", "--fit-args", "--model.dropout 0.1")
     result = json.loads((tmp_path / "selection_quality.json").read_text())
+    hparams = next(tmp_path.glob("run/**/hparams.yaml")).read_text()
+    assert "dropout: 0.1" in hparams  # --fit-args reached fit
     for strategy in ("discriminator", "entropy", "hybrid", "random"):
-        shares = result["error_share"][strategy]
-        assert 0 < shares["top10%"] <= shares["top20%"] <= 1
+        for table in ("error_share", "dice_error_share"):
+            shares, oracle = result[table][strategy], result[table]["oracle"]
+            assert 0 < shares["top10%"] <= shares["top20%"] <= 1
+            assert shares["top10%"] <= oracle["top10%"] + 1e-9 and shares["top20%"] <= oracle["top20%"] + 1e-9
+        assert 0 <= result["shifted_share_top20%"][strategy] <= 1
     assert -1 <= result["spearman_realness_vs_dice_error"] <= 1
     assert (tmp_path / "selection_quality.png").stat().st_size > 10_000
 

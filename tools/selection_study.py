@@ -7,14 +7,19 @@ Predicts a mix of normal and domain-shifted (``--shift``) fatchecker cubes, then
 content compares the strategies' rankings with the true per-slice error: the Spearman correlation of
 discriminator realness (and entropy) with per-slice Dice error, and the share of the total error that
 the top 10% / 20% of slices of each ranking hold, against random (mean of 20 seeds). Two totals:
-misclassified voxels (``error_share``) and summed per-slice Dice error (``dice_error_share``).
+misclassified voxels (``error_share``) and summed per-slice Dice error (``dice_error_share``), each with
+the ``oracle``'s share (ranking by the true error: the most any ranking can hold), and how many of each
+ranking's top 20% come from the shifted cubes (``shifted_share_top20%``).
 Writes ``selection_quality.json`` and ``selection_quality.png`` under ``--out``.
+
+    python -m tools.selection_study --out study-ablation --fit-args "--model.disc_corrupted 0"
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -75,6 +80,13 @@ def study(store_path: Path, out: Path) -> dict:
         "error_share": {},
     }
     result["dice_error_share"] = {}
+    for table, error in (("error_share", wrong), ("dice_error_share", dice_error)):
+        oracle = sorted(keys, key=lambda k: -error[k])
+        result[table]["oracle"] = {f"top{int(f * 100)}%": captured(oracle, error, f) for f in FRACTIONS}
+    result["shifted_share_top20%"] = {
+        strategy: float(np.mean([np.mean([shifted[k] for k in o[: round(0.2 * len(o))]]) for o in orders]))
+        for strategy, orders in rankings.items()
+    }
     for strategy, orders in rankings.items():
         for table, error in (("error_share", wrong), ("dice_error_share", dice_error)):
             result[table][strategy] = {
@@ -120,6 +132,8 @@ def main() -> None:
     parser.add_argument("--out", required=True, help="folder for stores, the run and the results")
     parser.add_argument("--ckpt", help="a trained checkpoint (default: train the demo model first)")
     parser.add_argument("--epochs", type=int, default=18, help="epochs when training (18)")
+    parser.add_argument("--seed", type=int, default=0, help="training seed (0)")
+    parser.add_argument("--fit-args", default="", help='further fit arguments, e.g. "--model.lr_d 3e-3"')
     parser.add_argument("--quick", action="store_true", help="tiny cubes and 1 epoch (smoke run)")
     args = parser.parse_args()
     out = Path(args.out)
@@ -129,7 +143,10 @@ def main() -> None:
     if ckpt is None:
         train = out / "train.zarr"
         synthesize("fatchecker", train, n=4 if args.quick else 10, seed=0, shape=shape)
-        ckpt = fit_demo_model(train, out / "run", 1 if args.quick else args.epochs, args.quick)
+        ckpt = fit_demo_model(
+            train, out / "run", 1 if args.quick else args.epochs, args.quick, seed=args.seed,
+            extra=shlex.split(args.fit_args),
+        )  # fmt: skip
     mixed = out / "mixed.zarr"
     synthesize("fatchecker", mixed, n=2 if args.quick else 6, seed=2, shape=shape)
     synthesize("fatchecker", mixed, n=2 if args.quick else 6, seed=3, shift=True, shape=shape)

@@ -10,7 +10,6 @@ is less sure at the bar's ends); the peak must still reach ``threshold`` for the
 
 from __future__ import annotations
 
-import csv
 import os
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from skimage.measure import regionprops
 
 from tcupgan.data.store import CubeStore
 from tcupgan.errors import InputError
+from tcupgan.tables import write_csv
 
 __all__ = ["bar_geometry", "measure_galaxy", "measure_store", "write_catalogue"]
 
@@ -118,12 +118,4 @@ def write_catalogue(rows: list[dict], path: str | os.PathLike) -> Path:
     """One CSV row per galaxy, written to a temporary file and renamed, so a reader never sees half."""
     if not rows:
         raise InputError(f"no galaxies to write to '{path}'")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
-    return path
+    return write_csv(rows, path)

@@ -7,7 +7,6 @@ and a montage of the worst cubes' worst slices, and returns the summary rows for
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from tqdm.auto import tqdm
 from tcupgan.data.store import CubeStore
 from tcupgan.errors import InputError, StoreError
 from tcupgan.metrics.lesion_wise import BRATS_REGIONS, region_lesion_wise
+from tcupgan.tables import write_csv
 
 __all__ = ["region_masks", "evaluate_store", "slice_dice", "METRICS"]
 
@@ -95,9 +95,9 @@ def evaluate_store(
         worst.append((float(dice.mean()), name, z))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    _write_csv(out / "per_cube.csv", rows)
+    write_csv(rows, out / "per_cube.csv")
     summary = _summarise(rows)
-    _write_csv(out / "summary.csv", summary)
+    write_csv(summary, out / "summary.csv")
     _figures(store, rows, sorted(worst)[:4], out)
     return summary
 
@@ -117,13 +117,6 @@ def _summarise(rows: list[dict]) -> list[dict]:
                 "std": float(v.std()) if len(v) else float("nan"),
             })  # fmt: skip
     return summary
-
-
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 def _figures(store: CubeStore, rows: list[dict], worst: list[tuple[float, str, int]], out: Path) -> None:

@@ -18,6 +18,7 @@ import numpy as np
 from tcupgan.data.store import CubeStore
 from tcupgan.data.transforms import normalise
 from tcupgan.errors import InputError, StoreError
+from tcupgan.tables import write_csv
 
 __all__ = ["STRATEGIES", "select_slices", "write_selection", "read_selection"]
 
@@ -114,13 +115,7 @@ def select_slices(
 
 
 def write_selection(rows: list[dict], path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
+    return write_csv(rows, path, FIELDS)
 
 
 def read_selection(path: str | Path) -> list[dict]:

@@ -1,7 +1,8 @@
 """TCuP-GAN training: generator and PatchGAN discriminator under manual optimisation.
 
 Generator loss = ``seg_weight`` x segmentation loss + BCE(D(image, sigmoid(logits)), real).
-Discriminator loss = ½ [BCE(D(image, target), real) + BCE(D(image, sigmoid(logits)), fake)].
+Discriminator loss = ½ [BCE(D(image, target), real) + BCE(D(image, sigmoid(logits)), fake)], where with
+``disc_corrupted`` > 0 part of the fake term is spent on corrupted true masks (:func:`corrupted_masks`).
 Two optimisers (NAdam, the paper's learning rates), step-decayed learning rates, gradient clipping, and a
 guard that stops on NaN/Inf instead of writing a broken checkpoint.
 """
@@ -23,7 +24,14 @@ from tcupgan.errors import ConfigError, TrainingDivergedError
 from tcupgan.models import PatchDiscriminator, TCuPGenerator
 from tcupgan.training.transfer import freeze, transfer_weights
 
-__all__ = ["TCuPGAN", "FocalTverskyLoss", "SoftL1Loss", "make_seg_loss", "write_checkpoint"]
+__all__ = [
+    "TCuPGAN",
+    "FocalTverskyLoss",
+    "SoftL1Loss",
+    "corrupted_masks",
+    "make_seg_loss",
+    "write_checkpoint",
+]
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +75,38 @@ def make_seg_loss(name: str) -> torch.nn.Module:
     return losses[name]()
 
 
+def corrupted_masks(target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Plausible wrong masks for the discriminator's fake side, one corruption per sample.
+
+    Against the generator's fakes alone a discriminator can tell real from fake by softness (true masks are
+    hard, sigmoids are not) without ever checking the mask against the image: the demo's scored an emptied
+    mask on a slice full of droplets as real as the true one. Shown true masks made wrong in the ways a
+    generator fails (shifted in-plane, grown, shrunk, emptied, or another sample's mask), it has to check the
+    mask against the image: what ranking slices for volunteers needs. Returns the masks (B, K, D, H, W) and
+    the slices they made wrong (B, D): an empty slice emptied or shrunk is still a true mask and must not be
+    called fake.
+    (Labelling only the changed patches fake instead taught the demo's discriminator that empty masks look
+    real: most unchanged patches are empty.)
+    """
+    out = []
+    for b in range(target.shape[0]):
+        mask, kind = target[b : b + 1], int(torch.randint(5, ()))
+        if kind == 0:
+            shift = torch.randint(4, 13, (2,)) * (torch.randint(0, 2, (2,)) * 2 - 1)  # 4-12 px, either way
+            mask = torch.roll(mask, shifts=tuple(shift.tolist()), dims=(-2, -1))
+        elif kind == 1:
+            mask = F.max_pool3d(mask, (1, 5, 5), stride=1, padding=(0, 2, 2))
+        elif kind == 2:
+            mask = -F.max_pool3d(-mask, (1, 5, 5), stride=1, padding=(0, 2, 2))
+        elif kind == 3:
+            mask = torch.zeros_like(mask)
+        else:
+            mask = target[(b + 1) % target.shape[0]][None].flip(-1)
+        out.append(mask)
+    wrong = torch.cat(out)
+    return wrong, (wrong - target).abs().amax(dim=(1, 3, 4)) > 0.5
+
+
 class TCuPGAN(L.LightningModule):
     """The TCuP-GAN model for training, validation and checkpoints.
 
@@ -100,6 +140,8 @@ class TCuPGAN(L.LightningModule):
         freeze: with ``init_from``: ``none``, ``encoder`` or ``all-but-head`` generator parameters frozen.
         pretrained_lr_scale: learning-rate factor for loaded generator layers (e.g. 0.1).
         reset_discriminator: with ``init_from``: start the discriminator fresh instead of reusing it.
+        disc_corrupted: share of the discriminator's fake term spent on corrupted true masks
+            (:func:`corrupted_masks`) instead of the generator's output; 0 is the paper.
     """
 
     def __init__(
@@ -129,8 +171,11 @@ class TCuPGAN(L.LightningModule):
         freeze: str = "none",
         pretrained_lr_scale: float = 1.0,
         reset_discriminator: bool = False,
+        disc_corrupted: float = 0.0,
     ) -> None:
         super().__init__()
+        if not 0 <= disc_corrupted < 1:
+            raise ConfigError(f"disc_corrupted must be in [0, 1), got {disc_corrupted}")
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.generator = TCuPGenerator(
@@ -241,9 +286,16 @@ class TCuPGAN(L.LightningModule):
             "train/g_loss": g_loss.detach(),
         }
         if self.hparams.adversarial:
+            fake_loss = self._bce(self.discriminator(image, fake.detach()), real=False)
+            share = self.hparams.disc_corrupted
+            if share:
+                wrong, changed = corrupted_masks(target)
+                changed = changed if slices is None else changed & slices
+                if changed.any():
+                    corrupted = self._bce(self.discriminator(image, wrong), real=False, slices=changed)
+                    fake_loss = (1 - share) * fake_loss + share * corrupted
             d_loss = 0.5 * (
-                self._bce(self.discriminator(image, target), real=True, slices=slices)
-                + self._bce(self.discriminator(image, fake.detach()), real=False)
+                self._bce(self.discriminator(image, target), real=True, slices=slices) + fake_loss
             )
             self._check_finite("the discriminator loss", d_loss, batch)
             self._step_optimizer(opt_d, d_loss)

@@ -6,13 +6,14 @@ as the project builder's "Request new classification export" produces them.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from tcupgan.tables import write_csv
 
 __all__ = ["EXPORT_COLUMNS", "classification_rows", "write_export"]
 
@@ -48,12 +49,4 @@ def classification_rows(state: Any, project_id: str) -> list[dict[str, str]]:
 
 def write_export(rows: Iterable[dict[str, Any]], path: str | os.PathLike) -> Path:
     """Write export rows as CSV (atomic: a reader never sees half a file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=EXPORT_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
-    return path
+    return write_csv(rows, path, EXPORT_COLUMNS)

@@ -11,7 +11,6 @@ size, so harvested marks map back to slice pixels.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 from pathlib import Path
@@ -23,6 +22,7 @@ from tqdm.auto import tqdm
 from tcupgan.data.store import CubeStore
 from tcupgan.errors import InputError, StoreError
 from tcupgan.selection.select import read_selection
+from tcupgan.tables import write_csv
 from tcupgan.viz import display_image, overlay
 
 __all__ = ["render_subjects", "subject_id", "MAX_BYTES", "MAX_SIDE"]
@@ -97,9 +97,4 @@ def render_subjects(
             "#store": store.path.name, "#checkpoint": checkpoint, "#score": row.get("realness", ""),
             "#frame_width": size[0], "#frame_height": size[1],
         })  # fmt: skip
-    path = out / "manifest.csv"
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(manifest[0]))
-        writer.writeheader()
-        writer.writerows(manifest)
-    return path
+    return write_csv(manifest, out / "manifest.csv")

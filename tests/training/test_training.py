@@ -9,9 +9,9 @@ import torch
 
 from tcupgan.data import CubeStore, synthesize
 from tcupgan.data.transforms import label_to_target
-from tcupgan.errors import TrainingDivergedError
+from tcupgan.errors import ConfigError, TrainingDivergedError
 from tcupgan.training import CubeDataModule, TCuPGAN
-from tcupgan.training.module import make_seg_loss
+from tcupgan.training.module import corrupted_masks, make_seg_loss
 
 SMALL_MODEL = {"widths": (4, 8, 16), "disc_width": 4, "disc_layers": 2, "val_roi": (8, 32, 32)}
 
@@ -103,6 +103,35 @@ def test_fit_logs_metrics_figures_and_resumes_from_checkpoint(store, tmp_path):
     assert resumed.current_epoch == 3 and resumed.global_step == steps + 8
     sched = resumed.lr_scheduler_configs[0].scheduler
     assert sched.last_epoch == 3  # learning-rate schedule resumed too
+
+
+def test_corrupted_masks_are_wrong_where_they_claim():
+    torch.manual_seed(0)
+    target = torch.zeros(2, 1, 3, 32, 32)
+    target[0, 0, :, 4:16, 6:20] = 1  # content on every slice, off-centre so a flip moves it
+    target[1, 0, :, 10:26, 2:12] = 1
+    for _ in range(20):
+        wrong, changed = corrupted_masks(target)
+        assert wrong.shape == target.shape and changed.shape == (2, 3)
+        assert wrong.min() >= 0 and wrong.max() <= 1
+        assert changed.all()  # every slice with content was made wrong
+        assert (wrong != target).any(dim=(1, 3, 4)).all()
+    empty = torch.zeros(2, 1, 3, 32, 32)
+    for _ in range(20):  # nothing to shift, grow, shrink, empty or borrow: still a true mask
+        wrong, changed = corrupted_masks(empty)
+        assert not changed.any() and torch.equal(wrong, empty)
+
+
+def test_discriminator_trains_on_corrupted_masks(store, tmp_path):
+    with pytest.raises(ConfigError, match="disc_corrupted"):
+        TCuPGAN(1, 1, disc_corrupted=1.0)
+    data = CubeDataModule(str(store), crop_size=(8, 32, 32), batch_size=2, samples_per_epoch=8, num_workers=0)
+    model = TCuPGAN(1, 1, disc_corrupted=0.5, **SMALL_MODEL)
+    before = {k: v.clone() for k, v in model.discriminator.state_dict().items()}
+    _trainer(tmp_path, limit_val_batches=0).fit(model, data)
+    after = model.discriminator.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    assert torch.isfinite(model.trainer.callback_metrics["train/d_loss_epoch"])
 
 
 def test_nan_in_batch_is_caught(store, tmp_path):

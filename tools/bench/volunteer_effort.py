@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import shutil
 import tempfile
 import time
@@ -36,6 +37,7 @@ from tcupgan.zooniverse.volunteers import simulate_consensus
 from tools.bench.common import bench_cli
 
 STRATEGIES = ("discriminator", "entropy", "hybrid", "random")
+SETTINGS = ("quick", "tiny", "rounds", "budget", "base_epochs", "epochs", "seeds", "samples", "fit_args")
 
 
 def correct(work: Path, truth: Path, picks: list[tuple[str, int]], rng: np.random.Generator) -> None:
@@ -61,7 +63,10 @@ def tune_and_score(work: Path, run: Path, base: str, args: argparse.Namespace, s
                    heldout: list[str]) -> float:  # fmt: skip
     """Fine-tune the base model on labels + corrections, predict pool and held-out cubes; held-out Dice."""
     quick = args.quick or args.tiny
-    ckpt = fit_demo_model(work, run, args.epochs, quick, init_from=base, seed=seed, samples=args.samples)
+    ckpt = fit_demo_model(
+        work, run, args.epochs, quick, init_from=base, seed=seed, samples=args.samples,
+        extra=shlex.split(args.fit_args),
+    )  # fmt: skip
     predict_store(ckpt, work, cubes=pool + heldout, overwrite=True)
     return dice(work, work, heldout)
 
@@ -69,7 +74,10 @@ def tune_and_score(work: Path, run: Path, base: str, args: argparse.Namespace, s
 def one_seed(tmp: Path, seed: int, args: argparse.Namespace) -> dict:
     quick = args.quick or args.tiny
     work, truth, pool, heldout = build_stores(tmp / "base", quick, seed=seed)
-    base = fit_demo_model(work, tmp / "base-run", args.base_epochs, quick, seed=seed, samples=args.samples)
+    base = fit_demo_model(
+        work, tmp / "base-run", args.base_epochs, quick, seed=seed, samples=args.samples,
+        extra=shlex.split(args.fit_args),
+    )  # fmt: skip
     predict_store(base, work, cubes=pool + heldout)
     candidates = pool_slices(work, pool)
     result = {
@@ -163,10 +171,7 @@ def run(args: argparse.Namespace) -> dict:
         seeds = [one_seed(Path(tmp) / f"seed{s}", s, args) for s in args.seeds]
     result = {
         "baseline": "random selection, and all pool slices corrected (the Dice target is 95% of it)",
-        "settings": {
-            k: getattr(args, k)
-            for k in ("quick", "tiny", "rounds", "budget", "base_epochs", "epochs", "seeds", "samples")
-        },
+        "settings": {k: getattr(args, k) for k in SETTINGS},
         "summary": summarise(seeds, args.strategies),
         "seeds": seeds,
         "seconds": round(time.perf_counter() - start, 1),
@@ -187,6 +192,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="seeds (0 1)")
     p.add_argument("--samples", type=int, default=32, help="training crops per epoch in quick mode (32)")
     p.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
+    p.add_argument("--fit-args", default="", help='further fit arguments for every fit (ablations), e.g. '
+                   '"--model.disc_corrupted 0.5"')  # fmt: skip
     p.add_argument("--figure", help="PNG of the learning curves")
 
 
