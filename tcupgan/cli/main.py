@@ -71,7 +71,7 @@ def cmd_ingest_tiff(args: argparse.Namespace) -> None:
     report = ingest_tiff(
         args.images, args.store, labels=args.labels, spacing=args.spacing, names=args.names,
         label_mode=args.label_mode, overwrite=args.overwrite, split=args.split,
-        class_names=_class_names(args),
+        class_names=args.class_names,
     )  # fmt: skip
     print(f"{args.store}: {report}")
 
@@ -82,7 +82,7 @@ def cmd_ingest_images(args: argparse.Namespace) -> None:
     report = ingest_images(
         args.images, args.store, masks=args.masks, boxes=args.boxes, names=args.names,
         label_mode=args.label_mode, pixel_scale=args.pixel_scale, overwrite=args.overwrite, split=args.split,
-        class_names=_class_names(args),
+        class_names=args.class_names,
     )  # fmt: skip
     print(f"{args.store}: {report}")
 
@@ -380,20 +380,6 @@ def _min_size(text: str) -> int | dict[int, int]:
     if "=" not in text:
         return int(text)
     return {int(k): int(v) for k, v in (item.split("=") for item in text.split(","))}
-
-
-def _class_names(args: argparse.Namespace) -> list[str]:
-    """``--class-names``, else an existing store's (so extending a store needs no repetition), else
-    "foreground"."""
-    from pathlib import Path
-
-    from tcupgan.data import CubeStore
-
-    if args.class_names:
-        return list(args.class_names)
-    if (Path(args.store) / "zarr.json").exists():
-        return CubeStore(args.store).class_names
-    return ["foreground"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -21,7 +21,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from tcupgan.data.readers import IMAGE_SUFFIXES, Volume, nifti_header, read_image, read_nifti, read_stack
-from tcupgan.data.store import StoreSpec
+from tcupgan.data.store import CubeStore, StoreSpec
 from tcupgan.errors import InputError, MissingModalityError
 
 __all__ = ["IngestReport", "ingest_cases", "ingest_brats", "ingest_tiff", "ingest_images", "BRATS_MODALITIES"]
@@ -66,7 +66,7 @@ def ingest_cases(
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise InputError(f"several sources map to the same cube name: {dupes}; rename the files")
-    store = spec.open(store_path) if (Path(store_path) / "zarr.json").exists() else None
+    store = spec.open(store_path) if CubeStore.exists(store_path) else None
     report = IngestReport()
     for name, source in tqdm(cases, desc=desc, unit="cube", disable=None):
         if store is not None and name in store and not overwrite:
@@ -259,14 +259,21 @@ def _ingest_pairs(
 
 
 def _spec_for(
-    first: Volume, task: str, channel_names: Sequence[str] | None, class_names: Sequence[str]
+    first: Volume,
+    task: str,
+    channel_names: Sequence[str] | None,
+    class_names: Sequence[str] | None,
+    store_path: str | Path,
 ) -> StoreSpec:
-    """Name channels from the first image when the user did not: grey, RGB or numbered bands."""
+    """Name what the user did not: channels from the first image (grey, RGB or numbered bands), classes
+    from the store being extended (so adding cubes needs no repetition), else "foreground"."""
     n_ch = first.data.shape[0]
     if channel_names is None:
         channel_names = {1: ["intensity"], 3: ["red", "green", "blue"]}.get(
             n_ch, [f"band{i}" for i in range(n_ch)]
         )
+    if class_names is None:
+        class_names = CubeStore(store_path).class_names if CubeStore.exists(store_path) else ["foreground"]
     return StoreSpec(task, tuple(channel_names), tuple(class_names))
 
 
@@ -280,20 +287,21 @@ def ingest_tiff(
     task: str = "binary",
     label_mode: str = "binary",
     channel_names: Sequence[str] | None = None,
-    class_names: Sequence[str] = ("foreground",),
+    class_names: Sequence[str] | None = None,
     overwrite: bool = False,
     split: str | None = None,
 ) -> IngestReport:
     """Ingest EM stacks (multi-page TIFF files or folders of slice images) with optional label stacks.
 
     ``spacing`` is (z, y, x) in the unit of the data (EM stacks are often anisotropic: 50, 5, 5 nm).
+    ``class_names`` default to those of the store being extended, else "foreground".
     """
     pairs = _pair([Path(p) for p in images], [Path(p) for p in labels] if labels is not None else None)
     if not pairs:
         raise InputError("no image stacks given")
     if len(spacing) != 3 or min(spacing) <= 0:
         raise InputError(f"spacing {list(spacing)} must be three positive numbers (z y x)")
-    spec = _spec_for(read_stack(pairs[0][0]), task, channel_names, class_names)
+    spec = _spec_for(read_stack(pairs[0][0]), task, channel_names, class_names, store_path)
     return _ingest_pairs(
         pairs,
         store_path,
@@ -355,14 +363,15 @@ def ingest_images(
     task: str = "binary",
     label_mode: str = "binary",
     channel_names: Sequence[str] | None = None,
-    class_names: Sequence[str] = ("foreground",),
+    class_names: Sequence[str] | None = None,
     pixel_scale: float = 1.0,
     overwrite: bool = False,
     split: str | None = None,
 ) -> IngestReport:
     """Ingest 2D images (galaxy cutouts, satellite tiles) as cubes with D = 1, with optional masks or
     ``boxes``: a CSV of boxes per image (:func:`read_boxes`), filled into masks; images without a box
-    get an empty mask, since the CSV lists every object its labeller found."""
+    get an empty mask, since the CSV lists every object its labeller found. ``class_names`` default to
+    those of the store being extended, else "foreground"."""
     given = [Path(p) for p in images]
     paths = [q for p in given for q in (sorted(p.iterdir()) if p.is_dir() else [p])]
     paths = [p for p in paths if p.suffix.lower() in IMAGE_SUFFIXES or not p.exists()]
@@ -382,7 +391,7 @@ def ingest_images(
         def label_for(path: Path, image: Volume) -> np.ndarray:
             return boxes_to_mask(image.data.shape[2:], table.get(path.stem, []), str(path))
 
-    spec = _spec_for(read_image(pairs[0][0]), task, channel_names, class_names)
+    spec = _spec_for(read_image(pairs[0][0]), task, channel_names, class_names, store_path)
     return _ingest_pairs(
         pairs,
         store_path,

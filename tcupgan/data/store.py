@@ -255,7 +255,7 @@ class CubeStore:
             raise StoreError("multilabel stores hold at most 8 classes (labels are uint8 bit flags)")
         path = Path(path)
         wanted = {"task": task, "channel_names": list(channel_names), "class_names": list(class_names)}
-        if (path / "zarr.json").exists():
+        if cls.exists(path):
             if not exist_ok:
                 raise CubeExistsError(f"store '{path}' already exists; pass --overwrite or another path")
             store = cls(path, mode="r+")
@@ -270,6 +270,11 @@ class CubeStore:
         root = zarr.open_group(str(path), mode="w")
         root.attrs.update({"format": FORMAT, "format_version": FORMAT_VERSION, **wanted, **extra_attrs})
         return cls(path, mode="r+")
+
+    @staticmethod
+    def exists(path: str | os.PathLike) -> bool:
+        """Whether a store lives at ``path`` (its root metadata is there)."""
+        return (Path(path) / "zarr.json").exists()
 
     # ------------------------------------------------------------------ reading
     @property
