@@ -552,11 +552,10 @@ class SandboxServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, state: SandboxState, port: int, faults: FaultPlan, subject_limit: int | None,
-                 token_ttl: int, verbose: bool) -> None:  # fmt: skip
+                 token_ttl: int, verbose: bool, media_latency: float = 0.0) -> None:  # fmt: skip
         super().__init__(("127.0.0.1", port), Handler)
         self.state, self.faults, self.subject_limit = state, faults, subject_limit
-        self.token_ttl, self.verbose = token_ttl, verbose
-        self.media_latency = 0.0
+        self.token_ttl, self.verbose, self.media_latency = token_ttl, verbose, media_latency
         self.sessions: dict[str, dict] = {}
         self.requests_seen = 0
         self.base_url = f"http://127.0.0.1:{self.server_address[1]}"
@@ -582,8 +581,7 @@ class Sandbox:
                  media_latency: float = 0.0) -> None:  # fmt: skip
         self.state = SandboxState(state_dir)
         plan = FaultPlan(rate=fail_rate, seed=seed, kinds=tuple(faults))
-        self.server = SandboxServer(self.state, port, plan, subject_limit, token_ttl, verbose)
-        self.server.media_latency = media_latency
+        self.server = SandboxServer(self.state, port, plan, subject_limit, token_ttl, verbose, media_latency)
         self._thread: threading.Thread | None = None
 
     @property
