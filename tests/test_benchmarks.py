@@ -17,9 +17,20 @@ def test_model_speed_tiny_emits_json(capsys):
 
     result = model_speed.main(["--tiny", "--device", "cpu"])
     printed = json.loads(capsys.readouterr().out)
-    assert printed["ratios"] == result["ratios"] and printed["ratios"]["original_vs_original_infer"] == 1.0
-    for name in ("batched", "per_step", "original", "monai_basicunet", "monai_segresnet"):
+    assert printed["ratios"] == result["ratios"] and printed["ratios"]["default_vs_original_infer"] == 1.0
+    for name in (
+        "batched",
+        "original",
+        "batched_bf16",
+        "original_bf16",
+        "monai_basicunet",
+        "monai_segresnet",
+    ):
         assert printed["models"][name]["infer_voxels_per_s"] > 0
+    assert (
+        printed["models"]["original_bf16"]["dtype"] == "bfloat16"
+        and printed["ratios"]["batched_vs_original_infer"] > 0
+    )
 
 
 def test_predict_memory_tiny_emits_json(capsys):

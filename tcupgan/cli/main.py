@@ -97,7 +97,10 @@ def cmd_export(args: argparse.Namespace) -> None:
 def cmd_predict(args: argparse.Namespace) -> None:
     from tcupgan.inference.predict import predict_files, predict_store
 
-    options = {"roi": args.roi, "overlap": args.overlap, "tta": args.tta, "min_size": args.min_size}
+    options = {
+        "roi": args.roi, "overlap": args.overlap, "tta": args.tta, "min_size": args.min_size,
+        "precision": args.precision,
+    }  # fmt: skip
     if args.input:
         if not args.out:
             raise ConfigError("--input needs --out, the folder for the predicted label maps")
@@ -326,6 +329,11 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="redo cubes this checkpoint already predicted")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument(
+        "--precision", choices=["32", "bf16"], default="32",
+        help="generator arithmetic: bf16 is ~1.8x faster on GPUs and CPUs with AVX512-BF16/AMX, "
+        "emulated (slower) on older CPUs (default 32)",
+    )  # fmt: skip
 
     p = add_command(
         sub, "evaluate", "Score predictions against labels: Dice, HD95 and BraTS 2023 lesion-wise metrics.",

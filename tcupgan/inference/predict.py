@@ -78,12 +78,32 @@ def load_model(ckpt: str | Path, device: str | torch.device = "cpu"):
     if str(device).startswith("cuda") and not torch.cuda.is_available():
         raise InputError(f"--device {device} but no CUDA GPU is visible here; use --device cpu")
     try:
-        model = TCuPGAN.load_from_checkpoint(str(path), map_location=device)
+        # compile=False: compiling pays over thousands of training steps, not for one predict run
+        model = TCuPGAN.load_from_checkpoint(str(path), map_location=device, compile=False)
     except Exception as err:  # torch.load raises many types for files that are not checkpoints
         raise InputError(
             f"'{path}' is not a tcupgan training checkpoint ({err.__class__.__name__}: {err})"
         ) from err
     return model.eval().to(device)
+
+
+PRECISIONS = {"32": torch.float32, "bf16": torch.bfloat16}
+PRECISIONS_BY_DTYPE = {dtype: name for name, dtype in PRECISIONS.items()}
+
+
+def set_precision(model, precision: str):
+    """Cast the generator for inference: ``32`` (float32) or ``bf16`` (bfloat16 weights and activations).
+
+    bf16 halves the memory traffic of every convolution; on CPUs with AVX512-BF16 or AMX and on recent
+    GPUs that makes the generator ~1.8x faster (``tools/bench/model_speed.py``) for labels that differ
+    from float32's on a few boundary voxels (``tools/bench/predict_speed.py`` measures how many). The
+    discriminator stays float32: its per-slice scores rank slices, and ties from coarse numbers would
+    reorder them. On CPUs without bf16 instructions it is emulated and slower: keep ``32`` there.
+    """
+    if precision not in PRECISIONS:
+        raise InputError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+    model.generator.to(PRECISIONS[precision])
+    return model
 
 
 def hard_labels(prob: np.ndarray, task: str, threshold: float = 0.5) -> np.ndarray:
@@ -149,7 +169,11 @@ def predict_cube(
     fingerprint: str = "",
     overwrite: bool = False,
 ) -> None:
-    """Predict one cube block by block and write the four output arrays atomically."""
+    """Predict one cube block by block and write the four output arrays atomically.
+
+    The generator runs in whatever dtype its weights have (see :func:`set_precision`); probabilities,
+    the discriminator's scores and everything written are computed in float32.
+    """
     cube = store[name]
     attrs = cube.attrs
     _, d, h, w = cube.shape
@@ -160,13 +184,20 @@ def predict_cube(
     device = next(model.parameters()).device
     score_sum, score_n = np.zeros(d), np.zeros(d)
     entropy_sum = np.zeros(d)
-    meta = {"checkpoint": fingerprint, "roi": roi, "overlap": overlap, "tta": tta, "min_size": min_size}
+    dtype = next(model.generator.parameters()).dtype
+    meta = {
+        "checkpoint": fingerprint, "roi": roi, "overlap": overlap, "tta": tta, "min_size": min_size,
+        "precision": PRECISIONS_BY_DTYPE[dtype],
+    }  # fmt: skip
+
+    def generate(x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(model.generator(x.to(dtype)).float())
 
     def network(x: torch.Tensor) -> torch.Tensor:
-        prob = torch.sigmoid(model.generator(x))
+        prob = generate(x)
         if tta:  # in-plane flips only: depth order is the ConvLSTM's direction
             for dims in ((3,), (4,), (3, 4)):
-                prob = prob + torch.sigmoid(model.generator(x.flip(dims))).flip(dims)
+                prob = prob + generate(x.flip(dims)).flip(dims)
             prob = prob / 4
         return prob
 
@@ -224,6 +255,7 @@ def predict_store(
     min_size: int | Mapping[int, int] = 0,
     overwrite: bool = False,
     device: str = "cpu",
+    precision: str = "32",
     rank: int | None = None,
     world_size: int | None = None,
 ) -> PredictReport:
@@ -243,7 +275,7 @@ def predict_store(
     if missing:
         raise StoreError(f"no cubes {missing[:5]} in '{store.path}' (see `tcupgan info`)")
     names = names[rank::world_size]
-    model = load_model(ckpt, device)
+    model = set_precision(load_model(ckpt, device), precision)
     if model.hparams.in_channels != len(store.channel_names):
         raise InputError(
             f"checkpoint expects {model.hparams.in_channels} channel(s), store '{store.path}' has "
@@ -258,7 +290,10 @@ def predict_store(
     roi = [int(r) for r in roi]
     if isinstance(min_size, Mapping):  # JSON attrs keep string keys: compare like with like
         min_size = {str(k): int(v) for k, v in min_size.items()}
-    settings = {"checkpoint": fingerprint, "overlap": overlap, "tta": tta, "min_size": min_size}
+    settings = {
+        "checkpoint": fingerprint, "overlap": overlap, "tta": tta, "min_size": min_size,
+        "precision": precision,
+    }  # fmt: skip
     report = PredictReport()
     for name in tqdm(names, desc="predict", unit="cube", disable=None):
         cube = store[name]
@@ -287,6 +322,7 @@ def predict_files(
     tta: bool = False,
     min_size: int | Mapping[int, int] = 0,
     device: str = "cpu",
+    precision: str = "32",
 ) -> list[Path]:
     """A quick run without a store: predict files and write label maps to ``out``.
 
@@ -330,7 +366,10 @@ def predict_files(
             )  # fmt: skip
             store.write_cube(name, vol.data, attrs=vol.meta)
             formats[name] = suffix
-        predict_store(ckpt, store_path, roi=roi, overlap=overlap, tta=tta, min_size=min_size, device=device)
+        predict_store(
+            ckpt, store_path, roi=roi, overlap=overlap, tta=tta, min_size=min_size, device=device,
+            precision=precision,
+        )  # fmt: skip
         for name, suffix in formats.items():
             written.append(export_cube(store_path, name, out / f"{name}_pred{suffix}", what="prediction"))
     return written

@@ -1,15 +1,18 @@
 """A convolutional LSTM that walks the depth axis of a cube: slices are its time steps.
 
 The gates are ``conv(x_t) + conv(h_{t-1})``. Only the hidden part is sequential, so the input part can be
-computed for every slice in one batched convolution (``batched_input=True``) instead of once per step as
-the original TCuP-GAN did. Which is faster depends on the device: one large call wins where per-call
-overhead dominates (GPUs, small planes, many slices); on a 2-core CPU the two are close. Both give the
-same numbers (see ``tests/models/test_convlstm.py``), so the choice is a speed switch only.
+computed for every slice in one batched convolution (``batched_input=True``) instead of once per step.
+Per step (``False``) is the original TCuP-GAN's computation, one convolution over ``cat([x_t, h])``.
+Which is faster depends on the device: one large call wins where per-call overhead dominates (GPUs,
+small planes, many slices); on a CPU the convolutions' arithmetic dominates and the single convolution
+per step is fastest (``tools/bench/model_speed.py``: batched 0.6x of it on 2 cores). Both give the same
+numbers (``tests/models/test_networks.py``), so the choice is a speed switch only.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["ConvLSTM"]
@@ -27,8 +30,7 @@ class ConvLSTM(nn.Module):
         bidirectional: also walk the slices backwards and fuse both directions with a 1x1 convolution.
             Off in the paper: then slice t only sees slices <= t.
         batched_input: compute the input-to-gates convolution for all slices in one call (True), per
-            step (False), or choose by device (None: batched on GPUs, per step on CPUs, where
-            ``tools/bench/model_speed.py`` measured per step 1.6x faster on 2 cores).
+            step (False), or choose by device (None: batched on GPUs, per step on CPUs).
 
     Example:
         >>> lstm = ConvLSTM(1, 16)
@@ -101,10 +103,18 @@ class ConvLSTM(nn.Module):
         if batched:
             slices = x.transpose(1, 2).reshape(b * d, -1, h, w)
             x_gates = in_conv(slices).reshape(b, d, -1, h, w)
+        else:  # one convolution over cat([x_t, h]): ~10% faster on a CPU than conv(x_t) + conv(h)
+            weight = torch.cat([in_conv.weight, hid_conv.weight], dim=1)
         outputs = [None] * d
         for t in range(d - 1, -1, -1) if reverse else range(d):
-            gx = x_gates[:, t] if batched else in_conv(x[:, :, t])
-            i, f, o, g = (gx + hid_conv(hx)).chunk(4, dim=1)
+            if batched:
+                gates = hid_conv(hx)
+                gates += x_gates[:, t]
+            else:
+                gates = F.conv2d(
+                    torch.cat([x[:, :, t], hx], 1), weight, in_conv.bias, padding=in_conv.padding
+                )
+            i, f, o, g = gates.chunk(4, dim=1)
             cx = torch.sigmoid(f) * cx + torch.sigmoid(i) * torch.tanh(g)
             hx = torch.sigmoid(o) * torch.tanh(cx)
             outputs[t] = hx

@@ -209,8 +209,10 @@ class TCuPGAN(L.LightningModule):
                 log.info("frozen (%s): %d generator tensors", self.hparams.freeze, len(frozen))
 
     def configure_model(self) -> None:
+        # Module.compile() compiles in place: ``torch.compile(module)`` would wrap the generator and
+        # rename every checkpoint key to ``generator._orig_mod.*``, which predict and finetune then miss.
         if self.hparams.compile:
-            self.generator = torch.compile(self.generator)
+            self.generator.compile()
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """(B, C, D, H, W) normalised image → logits (B, K, D, H, W)."""

@@ -202,3 +202,27 @@ def test_ranks_split_cubes_without_overlap(trained, tmp_path, monkeypatch):
     second = predict_store(ckpt, store_path, roi=(8, 32, 32))
     assert sorted(first.predicted + second.predicted) == CubeStore(store_path).names()
     assert not set(first.predicted) & set(second.predicted) and len(first.predicted) == 2
+
+
+def test_bf16_precision_matches_float32_and_is_its_own_setting(trained, tmp_path):
+    _, ckpt = trained
+    store_path = tmp_path / "bf16.zarr"
+    synthesize("fatchecker", store_path, n=1, seed=0, shape=(10, 50, 45))
+    name = CubeStore(store_path).names()[0]
+
+    def outputs():
+        cube = CubeStore(store_path)[name]
+        return cube["probability"][0].astype(int), cube["slice_scores"][...], dict(cube["prediction"].attrs)
+
+    predict_store(ckpt, store_path, roi=(8, 32, 32))
+    prob32, scores32, attrs32 = outputs()
+    report = predict_store(ckpt, store_path, roi=(8, 32, 32), precision="bf16")
+    assert report.predicted == [name]  # another precision is another prediction, not "already done"
+    prob16, scores16, attrs16 = outputs()
+    assert (attrs32["precision"], attrs16["precision"]) == ("32", "bf16")
+    assert not np.array_equal(prob16, prob32)  # the generator really ran in bf16 ...
+    assert np.abs(prob16 - prob32).max() <= 2  # ... within 2/255 of float32 everywhere
+    np.testing.assert_allclose(scores16, scores32, atol=1e-3)
+    assert predict_store(ckpt, store_path, roi=(8, 32, 32), precision="bf16").skipped == [name]
+    with pytest.raises(InputError, match="precision must be one of"):
+        predict_store(ckpt, store_path, precision="fp8")

@@ -134,6 +134,31 @@ def test_discriminator_trains_on_corrupted_masks(store, tmp_path):
     assert torch.isfinite(model.trainer.callback_metrics["train/d_loss_epoch"])
 
 
+def test_gpu_switches_run_on_cpu_and_keep_checkpoints_portable(store, tmp_path, monkeypatch):
+    """bf16-mixed and compile are for GPUs; here they must at least train, and a compiled run's checkpoint
+    must load into predict (and finetune) like any other: same keys, no compile on load."""
+    from tcupgan.inference.predict import load_model
+
+    monkeypatch.setattr(torch._dynamo.config, "disable", True)  # inductor on 2 cores takes minutes
+    data = CubeDataModule(str(store), crop_size=(8, 32, 32), batch_size=2, samples_per_epoch=8, num_workers=0)
+    model = TCuPGAN(1, 1, compile=True, **SMALL_MODEL)
+    before = {k: v.clone() for k, v in model.generator.state_dict().items()}
+    trainer = _trainer(tmp_path, precision="bf16-mixed", limit_val_batches=1)
+    trainer.fit(model, data)
+    assert model.generator._compiled_call_impl is not None  # the switch really compiled ...
+    assert model.state_dict().keys() == TCuPGAN(1, 1, **SMALL_MODEL).state_dict().keys()  # ... in place
+    after = model.generator.state_dict()
+    assert all(v.dtype == torch.float32 for v in after.values())  # mixed: weights stay float32
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    assert all(
+        torch.isfinite(trainer.callback_metrics[k]) for k in ("train/g_loss", "train/d_loss", "val/dice")
+    )
+    trainer.save_checkpoint(tmp_path / "compiled.ckpt")
+    loaded = load_model(tmp_path / "compiled.ckpt")
+    assert loaded.generator._compiled_call_impl is None and not loaded.hparams.compile
+    torch.testing.assert_close(loaded.generator.state_dict(), after)
+
+
 def test_nan_in_batch_is_caught(store, tmp_path):
     cube = CubeStore(store)[CubeStore(store).names(split="train")[0]]
     data, model = _setup(store)

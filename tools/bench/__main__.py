@@ -32,7 +32,7 @@ FIGURES = {
 }
 QUICK_ARGS = {
     "store_io": ["--cubes", "2", "--reads", "100"],
-    "model_speed": ["--repeats", "2"],
+    "model_speed": ["--repeats", "3"],
     "predict_speed": [],
     "predict_memory": [],
     "data_time": [],
@@ -115,14 +115,20 @@ def render(results: dict) -> str:
         s = b["model_speed"]
         r = s["ratios"]
         mode = s["default_convlstm_mode"]
+        default = "the original's per-step convolution" if mode == "original" else mode
         lines.append(
             _row(
-                f"generator inference ({mode}) vs original ConvLSTM",
-                "",
-                "original",
-                f"**{r[f'{mode}_vs_original_infer']}x**",
+                f"generator inference, float32 (tcupgan's default here: {default})", "", "original float32",
+                f"**{r['default_vs_original_infer']}x**",
             )
-        )
+        )  # fmt: skip
+        lines.append(
+            _row(
+                "generator inference, bf16 weights and activations", "", "original float32",
+                f"**{r['default_bf16_vs_original_infer']}x** ({r['default_bf16_vs_original_bf16_infer']}x "
+                "vs the original in bf16)",
+            )
+        )  # fmt: skip
         lines.append(
             _row("generator training step vs original", "", "original", f"{r['default_vs_original_train']}x")
         )
@@ -145,6 +151,16 @@ def render(results: dict) -> str:
                 f"**{s['ratio']}x**",
             )
         )
+        if "bf16_ratio" in s:
+            lines.append(
+                _row(
+                    "`predict --precision bf16` vs the same MONAI run (float32)",
+                    f"{s['tcupgan_bf16_cubes_per_s']} cubes/s ({s['bf16_vs_float32']}x our float32; "
+                    f"{s['bf16_label_agreement']:.2%} same labels)",
+                    f"{s['monai_cubes_per_s']} cubes/s",
+                    f"**{s['bf16_ratio']}x**",
+                )
+            )
     if "predict_memory" in b:
         s = b["predict_memory"]
         lines.append(
@@ -208,6 +224,13 @@ def render(results: dict) -> str:
         "",
         "Wall time per benchmark: " + ", ".join(f"{k} {v['wall_seconds']} s" for k, v in b.items()) + ".",
     ]
+    reruns = {k: v["rerun"] for k, v in b.items() if "rerun" in v}
+    if reruns:
+        lines += [
+            "",
+            "Rerun alone with `--only` after the full run (each still against its own baseline in that "
+            "rerun): " + ", ".join(f"{k} ({v})" for k, v in reruns.items()) + ".",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -347,6 +370,8 @@ def main(argv: list[str] | None = None) -> None:
         results = run_all(args.only or list(QUICK_ARGS), args.tiny, docs)
         if args.only and json_path.exists():  # a partial rerun updates an earlier full run
             earlier = json.loads(json_path.read_text())
+            for result in results["benchmarks"].values():
+                result["rerun"] = results["machine"]["date"]
             earlier["benchmarks"].update(results["benchmarks"])
             results = earlier
         json_path.write_text(json.dumps(results, indent=1))

@@ -1,13 +1,15 @@
 """Generator speed: TCuP-GAN vs the original per-step ConvLSTM and MONAI's BasicUNet/SegResNet.
 
 Baselines, all on the same input in the same run:
-  * ``original``: the same network and weights computing each ConvLSTM step the original way
-    (one convolution over cat([x_t, h]) per slice, :mod:`tcupgan.models.reference`);
-  * ``batched`` / ``per_step``: tcupgan's ConvLSTM with the input projection batched over all slices or
-    computed per step (the default picks per device);
-  * MONAI ``BasicUNet`` and ``SegResNet`` at a similar parameter count.
-Measures inference throughput (voxels/s), forward+backward throughput, peak memory (CUDA) and, on CPU,
-the achieved GFLOP/s against a measured matmul peak. Prints one JSON object.
+  * ``original``: the ConvLSTM computed the original way, one convolution over cat([x_t, h]) per slice
+    (tcupgan's ``batched_input=False``, its CPU default), in float32;
+  * ``batched``: the input projection of all slices in one call, then only conv(h) per step (the GPU
+    default);
+  * ``*_bf16``: the same networks with bfloat16 weights and activations (``tcupgan predict --precision
+    bf16``); ``original_bf16`` is the baseline for what precision alone buys;
+  * MONAI ``BasicUNet`` and ``SegResNet`` at a similar parameter count (float32).
+Measures inference throughput (voxels/s), forward+backward throughput (float32 models), peak memory
+(CUDA) and, on CPU, the achieved GFLOP/s against a measured matmul peak. Prints one JSON object.
 
     python -m tools.bench.model_speed              # BraTS widths, 4 -> 3 channels, 1 x 32 x 128 x 128
     python -m tools.bench.model_speed --tiny       # seconds; what the test suite runs
@@ -17,14 +19,15 @@ from __future__ import annotations
 
 import argparse
 import platform
+import statistics
 import time
+from collections.abc import Callable
 
 import torch
 from monai.networks.nets import BasicUNet, SegResNet
 from torch.utils.flop_counter import FlopCounterMode
 
 from tcupgan.models import TCuPGenerator
-from tcupgan.models.reference import as_original
 from tools.bench.common import bench_cli
 
 
@@ -33,51 +36,69 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def _time(fn, device: torch.device, repeats: int) -> float:
-    fn()  # warm-up (allocations, cuDNN autotune)
+def median_seconds(fns: dict[str, Callable[[], object]], device: torch.device, repeats: int) -> dict:
+    """Median seconds per call of each function, timed in interleaved rounds.
+
+    Timing one model after another let drift (the allocator warming up, clock changes, other load) fall
+    on whichever ran first: the same network measured 1.54 s first and 1.33 s interleaved. Rounds that
+    call every model once spread it evenly.
+    """
+    for fn in fns.values():
+        fn()  # warm-up (allocations, cuDNN autotune)
     _sync(device)
-    start = time.perf_counter()
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
-        fn()
-    _sync(device)
-    return (time.perf_counter() - start) / repeats
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            _sync(device)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def matmul_peak_gflops(device: torch.device, n: int = 1024) -> float:
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
-    seconds = _time(lambda: a @ b, device, 10)
+    seconds = median_seconds({"matmul": lambda: a @ b}, device, 10)["matmul"]
     return 2 * n**3 / seconds / 1e9
 
 
-def measure(model: torch.nn.Module, x: torch.Tensor, repeats: int) -> dict:
+def measure(models: dict[str, torch.nn.Module], x: torch.Tensor, repeats: int) -> dict:
+    """Inference throughput of every model and forward+backward throughput of the float32 ones."""
     device = x.device
     voxels = x.shape[0] * x.shape[2] * x.shape[3] * x.shape[4]
-    model = model.to(device)
-    model.eval()
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
+    inputs = {name: x.to(next(m.parameters()).dtype) for name, m in models.items()}
+    results = {}
     with torch.inference_mode():
-        with FlopCounterMode(display=False) as counter:
-            model(x)
-        infer = _time(lambda: model(x), device, repeats)
-    model.train()
+        for name, model in models.items():
+            model.to(device).eval()
+            with FlopCounterMode(display=False) as counter:
+                model(inputs[name])
+            results[name] = {
+                "dtype": str(inputs[name].dtype).removeprefix("torch."),
+                "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 3),
+                "gflop_per_cube": round(counter.get_total_flops() / 1e9, 2),
+            }
+        calls = {name: (lambda m=m, i=inputs[name]: m(i)) for name, m in models.items()}
+        for name, seconds in median_seconds(calls, device, repeats).items():
+            flops = results[name]["gflop_per_cube"] * 1e9
+            results[name].update(
+                infer_s=round(seconds, 4),
+                infer_voxels_per_s=round(voxels / seconds),
+                infer_gflops=round(flops / seconds / 1e9, 1),
+            )
 
-    def step():
+    def step(model: torch.nn.Module, inp: torch.Tensor) -> None:
         model.zero_grad(set_to_none=True)
-        model(x).float().mean().backward()
+        model(inp).mean().backward()
 
-    train = _time(step, device, max(1, repeats // 2))
-    out = {
-        "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 3),
-        "infer_s": round(infer, 4),
-        "infer_voxels_per_s": round(voxels / infer),
-        "gflop_per_cube": round(counter.get_total_flops() / 1e9, 2),
-        "infer_gflops": round(counter.get_total_flops() / infer / 1e9, 1),
-        "train_voxels_per_s": round(voxels / train),
-    }
-    if device.type == "cuda":
-        out["peak_mem_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-    return out
+    # training is float32 (or autocast): pure-bf16 training is not offered
+    trainable = {name: m.train() for name, m in models.items() if inputs[name].dtype == torch.float32}
+    steps = {name: (lambda m=m, i=inputs[name]: step(m, i)) for name, m in trainable.items()}
+    for name, seconds in median_seconds(steps, device, repeats).items():
+        results[name]["train_voxels_per_s"] = round(voxels / seconds)
+    if device.type == "cuda":  # one peak over the whole run: the largest model's
+        results["peak_mem_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return results
 
 
 def run(shape: tuple[int, ...], widths: tuple[int, ...], repeats: int, device: str) -> dict:
@@ -87,34 +108,40 @@ def run(shape: tuple[int, ...], widths: tuple[int, ...], repeats: int, device: s
     x = torch.randn(*shape, device=dev)
     reference = TCuPGenerator(c_in, c_out, widths=widths)
     models = {}
-    for name, batched in (("batched", True), ("per_step", False)):
-        net = TCuPGenerator(c_in, c_out, widths=widths, batched_input=batched)
-        net.load_state_dict(reference.state_dict())
-        models[name] = net
-    models["original"] = as_original(TCuPGenerator(c_in, c_out, widths=widths))
+    for name, batched in (("original", False), ("batched", True)):
+        for suffix, dtype in (("", torch.float32), ("_bf16", torch.bfloat16)):
+            net = TCuPGenerator(c_in, c_out, widths=widths, batched_input=batched)
+            net.load_state_dict(reference.state_dict())
+            models[name + suffix] = net.to(dtype)
     models["monai_basicunet"] = BasicUNet(3, c_in, c_out, features=(16, 32, 64, 128, 128, 16))
     models["monai_segresnet"] = SegResNet(3, init_filters=8, in_channels=c_in, out_channels=c_out)
-    results = {name: measure(m, x, repeats) for name, m in models.items()}
-    default = "batched" if dev.type == "cuda" else "per_step"
-    base = results["original"]["infer_voxels_per_s"]
-    ratios = {
-        f"{name}_vs_original_infer": round(r["infer_voxels_per_s"] / base, 2) for name, r in results.items()
-    }
-    ratios["default_vs_original_train"] = round(
-        results[default]["train_voxels_per_s"] / results["original"]["train_voxels_per_s"], 2
-    )
+    results = measure(models, x, repeats)
+    peak_mem = results.pop("peak_mem_mb", None)
+    default = "batched" if dev.type == "cuda" else "original"
+
+    def ratio(a: str, b: str, key: str = "infer_voxels_per_s") -> float:
+        return round(results[a][key] / results[b][key], 2)
+
+    ratios = {f"{name}_vs_original_infer": ratio(name, "original") for name in results if name != "original"}
+    ratios["default_vs_original_infer"] = ratio(default, "original")
+    ratios["default_bf16_vs_original_infer"] = ratio(default + "_bf16", "original")
+    ratios["default_bf16_vs_original_bf16_infer"] = ratio(default + "_bf16", "original_bf16")
+    ratios["default_vs_original_train"] = ratio(default, "original", "train_voxels_per_s")
     out = {
         "benchmark": "model_speed",
-        "baseline": "original per-step ConvLSTM (same widths and weights)",
+        "baseline": "original: per-step ConvLSTM over cat([x_t, h]), same widths and weights, float32",
         "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
         "threads": torch.get_num_threads(),
         "input_shape": list(shape),
         "widths": list(widths),
+        "repeats": repeats,
         "default_convlstm_mode": default,
         "models": results,
         "ratios": ratios,
         "target": "default >= 2x original inference throughput",
     }
+    if peak_mem is not None:
+        out["peak_mem_mb"] = peak_mem
     if dev.type == "cpu":
         peak = matmul_peak_gflops(dev)
         out["cpu_matmul_peak_gflops"] = round(peak, 1)
@@ -125,7 +152,7 @@ def run(shape: tuple[int, ...], widths: tuple[int, ...], repeats: int, device: s
 def main(argv: list[str] | None = None) -> dict:
     def options(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-        parser.add_argument("--repeats", type=int, default=3)
+        parser.add_argument("--repeats", type=int, default=5, help="timed rounds (median)")
 
     def go(args: argparse.Namespace) -> dict:
         if args.tiny:

@@ -3,7 +3,8 @@
 Baseline: what a MONAI user would run — ``sliding_window_inference`` with the same window and overlap
 and Gaussian blending over each whole cube (loaded into memory), with MONAI's ``SegResNet``. tcupgan's
 number includes everything ``predict`` does: reading from the store block by block, the discriminator's
-slice scores, entropy and writing four arrays. Prints one JSON object.
+slice scores, entropy and writing four arrays. ``predict --precision bf16`` is timed too, with how far its
+probabilities and labels land from float32's. Prints one JSON object.
 
     python -m tools.bench.predict_speed            # 4 cubes of 1 x 32 x 128 x 128, demo widths
     python -m tools.bench.predict_speed --tiny     # seconds; what the test suite runs
@@ -36,8 +37,16 @@ def run(n: int, shape: tuple[int, int, int], roi: tuple[int, int, int], widths: 
         start = time.perf_counter()
         predict_store(ckpt, tmp / "s.zarr", roi=roi, device=device)
         ours = time.perf_counter() - start
-
         store = CubeStore(tmp / "s.zarr")
+        float32 = {name: store[name]["probability"][...].astype(int) for name in store.names()}
+        start = time.perf_counter()
+        predict_store(ckpt, tmp / "s.zarr", roi=roi, device=device, precision="bf16")
+        ours_bf16 = time.perf_counter() - start
+        prob_diff = max(int(abs(store[n]["probability"][...] - p).max()) for n, p in float32.items())
+        same_label = sum(
+            int(((store[n]["probability"][...] > 127) == (p > 127)).sum()) for n, p in float32.items()
+        )
+
         net = SegResNet(3, init_filters=8, in_channels=1, out_channels=1).to(device).eval()
         start = time.perf_counter()
         with torch.no_grad():
@@ -60,6 +69,11 @@ def run(n: int, shape: tuple[int, int, int], roi: tuple[int, int, int], widths: 
         "monai_cubes_per_s": round(n / monai, 3),
         "monai_voxels_per_s": round(voxels / monai),
         "ratio": round(monai / ours, 2),
+        "tcupgan_bf16_cubes_per_s": round(n / ours_bf16, 3),
+        "bf16_ratio": round(monai / ours_bf16, 2),
+        "bf16_vs_float32": round(ours / ours_bf16, 2),
+        "bf16_max_probability_diff_255ths": prob_diff,
+        "bf16_label_agreement": round(same_label / voxels, 5),
     }
 
 
