@@ -97,7 +97,8 @@ class CropDataset(Dataset):
 
     Each item: {"image": (C, d, h, w) float32 normalised, "target": (K, d, h, w) float32,
     "labelled": (d,) bool (slices the losses may use), "cube": name}. ``target``: ``label`` or a soft-target
-    array such as ``vote_fraction`` (crops are then centred where any volunteer voted).
+    array such as ``vote_fraction`` (crops are then centred where any volunteer voted). ``cube_weights``:
+    how often each cube is drawn, relative to the others (None: all alike).
     """
 
     def __init__(
@@ -110,8 +111,10 @@ class CropDataset(Dataset):
         augment: bool = True,
         seed: int = 0,
         target: str = "label",
+        cube_weights: Sequence[float] | None = None,
     ) -> None:
         self.store_path, self.names, self.crop, self.samples = str(store), list(names), tuple(crop), samples
+        self.cube_p = None if cube_weights is None else np.asarray(cube_weights, float) / sum(cube_weights)
         self.foreground_ratio, self.seed, self.target = foreground_ratio, seed, check_target(target)
         self.augment = augmentations() if augment else None
         self._store: CubeStore | None = None
@@ -153,7 +156,8 @@ class CropDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         rng = self.rng
-        name = self.names[rng.integers(len(self.names))]
+        n = len(self.names)
+        name = self.names[rng.integers(n) if self.cube_p is None else rng.choice(n, p=self.cube_p)]
         cube = self.store[name]
         shape = cube.shape[1:]
         crop = _crop_size(self.crop, shape)
@@ -237,6 +241,9 @@ class CubeDataModule(L.LightningDataModule):
         target: ``label`` (masks) or a soft-target array of the cubes, e.g. ``vote_fraction`` (galaxy
             models trained on the fraction of volunteers who marked each pixel; use ``seg_loss: bce``
             or ``l1``).
+        corrections_share: share of crops drawn from cubes holding volunteer corrections (0: every
+            trainable cube alike). After a volunteer round a few dozen corrected slices sit among many
+            labelled cubes; drawn like the rest, they shape a retraining little.
     """
 
     def __init__(
@@ -252,10 +259,13 @@ class CubeDataModule(L.LightningDataModule):
         label_fraction: float = 1.0,
         seed: int = 0,
         target: str = "label",
+        corrections_share: float = 0.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         check_target(target)
+        if not 0 <= corrections_share < 1:
+            raise ConfigError(f"corrections_share must be in [0, 1), got {corrections_share}")
         store_obj = CubeStore(store)  # fail here, with the store's own message, if the path is wrong
         self.task = store_obj.task
         self.in_channels = len(store_obj.channel_names)
@@ -275,6 +285,7 @@ class CubeDataModule(L.LightningDataModule):
                 len(self.train_names), keep, replace=False
             )
             self.train_names = [self.train_names[i] for i in sorted(chosen)]
+        self.train_weights = self._weights(store)
         val = [n for n in store.names(split="val") if has_target(store[n], target)]
         self.val_names = val[: self.hparams.max_val_cubes]
         if not self.train_names:
@@ -286,6 +297,15 @@ class CubeDataModule(L.LightningDataModule):
             raise ConfigError(
                 f"store '{store.path}' has no labelled cubes in split 'val'; add some (--split val)"
             )
+
+    def _weights(self, store: CubeStore) -> list[float] | None:
+        """Per-cube draw weights giving corrected cubes ``corrections_share`` of the crops together."""
+        share = self.hparams.corrections_share
+        corrected = [bool(corrected_slices(store[n])) for n in self.train_names] if share else []
+        if not any(corrected) or all(corrected):
+            return None
+        n_corrected = sum(corrected)
+        return [share / n_corrected if c else (1 - share) / (len(corrected) - n_corrected) for c in corrected]
 
     def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool) -> DataLoader:
         workers = self.hparams.num_workers
@@ -308,6 +328,7 @@ class CubeDataModule(L.LightningDataModule):
             hp.augment,
             hp.seed,
             hp.target,
+            self.train_weights,
         )
         return self._loader(data, hp.batch_size, shuffle=False)
 

@@ -1,12 +1,15 @@
 """Training on volunteer corrections: they override labels, and cubes with only corrected slices train
 with losses restricted to those slices."""
 
+from collections import Counter
+
 import lightning as L
 import numpy as np
 import pytest
 import torch
 
 from tcupgan.data import CubeStore, synthesize
+from tcupgan.errors import ConfigError
 from tcupgan.training import CubeDataModule, TCuPGAN
 from tcupgan.training.data import CropDataset
 
@@ -90,3 +93,24 @@ def test_fit_on_corrections_alone(store, tmp_path):
     assert data.train_names == ["volunteer"]
     assert torch.isfinite(trainer.callback_metrics["train/seg_loss_epoch"])
     assert any(not torch.equal(before[k], v) for k, v in model.generator.state_dict().items())
+
+
+def test_corrections_share_sets_how_often_corrected_cubes_are_drawn(store):
+    path, donor = store
+
+    def drawn(share: float) -> float:
+        data = CubeDataModule(str(path), crop_size=(6, 32, 32), samples_per_epoch=400, num_workers=0,
+                              augment=False, corrections_share=share)  # fmt: skip
+        data.setup("fit")
+        crops = CropDataset(
+            path, data.train_names, (6, 32, 32), 400, augment=False, cube_weights=data.train_weights
+        )
+        counts = Counter(crops[i]["cube"] for i in range(400))
+        return (counts["volunteer"] + counts[donor]) / 400, len(data.train_names)
+
+    uniform, n = drawn(0.0)
+    assert n == 4 and abs(uniform - 2 / n) < 0.1  # two of four train cubes hold corrections
+    favoured, _ = drawn(0.9)
+    assert abs(favoured - 0.9) < 0.05
+    with pytest.raises(ConfigError, match="corrections_share"):
+        CubeDataModule(str(path), corrections_share=1.0)

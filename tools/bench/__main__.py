@@ -240,7 +240,8 @@ def _effort(s: dict) -> list[str]:
         "## Volunteer effort",
         "",
         f"`python -m tools.bench.volunteer_effort` ({len(seeds)} seeds; pool of {seeds[0]['pool_slices']} "
-        f"shifted slices; {s['settings']['rounds']} rounds of {s['settings']['budget']} slices). Effort = "
+        f"shifted slices; {s['settings']['rounds']} rounds of {s['settings']['budget']} slices; fine-tuning "
+        f"draws {s['settings'].get('corrections_share', 0):.0%} of its crops from corrected cubes). Effort = "
         "slices corrected until held-out Dice reaches 95% of the Dice with every pool slice corrected; "
         "reduction = 1 - effort / pool.",
         "",

@@ -4,7 +4,8 @@ Train on unshifted fatchecker cubes; a pool of domain-shifted cubes has no label
 (discriminator, entropy, hybrid, random) picks ``budget`` new pool slices with the current model;
 simulated volunteers correct them (three per slice, tracing the truth with vertex noise and 10% missed
 regions, combined by harvest's own rasterisation and consensus); the base model is fine-tuned on labels
-plus every correction so far (same epochs each round); Dice is measured on held-out shifted cubes that
+plus every correction so far (same epochs each round; ``--corrections-share`` of the crops from corrected
+cubes, as ``data.corrections_share`` in a real retraining); Dice is measured on held-out shifted cubes that
 volunteers never see. Reference: the same fine-tune with every pool slice corrected.
 
 Effort of a strategy = slices corrected until Dice reaches 95% of the reference Dice; effort reduction =
@@ -37,7 +38,10 @@ from tcupgan.zooniverse.volunteers import simulate_consensus
 from tools.bench.common import bench_cli
 
 STRATEGIES = ("discriminator", "entropy", "hybrid", "random")
-SETTINGS = ("quick", "tiny", "rounds", "budget", "base_epochs", "epochs", "seeds", "samples", "fit_args")
+SETTINGS = (
+    "quick", "tiny", "rounds", "budget", "base_epochs", "epochs", "seeds", "samples", "corrections_share",
+    "fit_args",
+)  # fmt: skip
 
 
 def correct(work: Path, truth: Path, picks: list[tuple[str, int]], rng: np.random.Generator) -> None:
@@ -65,7 +69,7 @@ def tune_and_score(work: Path, run: Path, base: str, args: argparse.Namespace, s
     quick = args.quick or args.tiny
     ckpt = fit_demo_model(
         work, run, args.epochs, quick, init_from=base, seed=seed, samples=args.samples,
-        extra=shlex.split(args.fit_args),
+        extra=["--data.corrections_share", str(args.corrections_share), *shlex.split(args.fit_args)],
     )  # fmt: skip
     predict_store(ckpt, work, cubes=pool + heldout, overwrite=True)
     return dice(work, work, heldout)
@@ -191,6 +195,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, default=3, help="fine-tuning epochs per round (3)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="seeds (0 1)")
     p.add_argument("--samples", type=int, default=32, help="training crops per epoch in quick mode (32)")
+    p.add_argument(
+        "--corrections-share", type=float, default=0.5,
+        help="share of fine-tuning crops from corrected cubes (0.5; 0 = drawn like any cube, as before)",
+    )  # fmt: skip
     p.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
     p.add_argument("--fit-args", default="", help='further fit arguments for every fit (ablations), e.g. '
                    '"--model.disc_corrupted 0.5"')  # fmt: skip
