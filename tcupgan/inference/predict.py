@@ -95,10 +95,10 @@ def set_precision(model, precision: str):
     """Cast the generator for inference: ``32`` (float32) or ``bf16`` (bfloat16 weights and activations).
 
     bf16 halves the memory traffic of every convolution; on CPUs with AVX512-BF16 or AMX and on recent
-    GPUs that makes the generator ~1.8x faster (``tools/bench/model_speed.py``) for labels that differ
-    from float32's on a few boundary voxels (``tools/bench/predict_speed.py`` measures how many). The
-    discriminator stays float32: its per-slice scores rank slices, and ties from coarse numbers would
-    reorder them. On CPUs without bf16 instructions it is emulated and slower: keep ``32`` there.
+    GPUs that makes the generator faster (1.7-2.2x on 2 CPU cores, ``tools/bench/model_speed.py``) for
+    labels that differ from float32's on a few boundary voxels (``tools/bench/predict_speed.py`` measures
+    how many). The discriminator stays float32: its per-slice scores rank slices, and ties from coarse
+    numbers would reorder them. On CPUs without bf16 instructions it is emulated and slower: keep ``32``.
     """
     if precision not in PRECISIONS:
         raise InputError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")

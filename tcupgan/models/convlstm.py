@@ -5,7 +5,7 @@ computed for every slice in one batched convolution (``batched_input=True``) ins
 Per step (``False``) is the original TCuP-GAN's computation, one convolution over ``cat([x_t, h])``.
 Which is faster depends on the device: one large call wins where per-call overhead dominates (GPUs,
 small planes, many slices); on a CPU the convolutions' arithmetic dominates and the single convolution
-per step is fastest (``tools/bench/model_speed.py``: batched 0.6x of it on 2 cores). Both give the same
+per step is fastest (``tools/bench/model_speed.py``: batched 0.6-0.9x of it on 2 cores). Both give the same
 numbers (``tests/models/test_networks.py``), so the choice is a speed switch only.
 """
 
