@@ -95,7 +95,9 @@ def cmd_harvest(args: argparse.Namespace) -> None:
 def add_volunteer_commands(sub) -> None:
     """Register select, render, upload, sandbox and harvest on the ``tcupgan`` parser."""
     p = add_command(
-        sub, "select", "Rank slices by how poorly generalised they look and pick a budget for volunteers.",
+        sub, "select",
+        "Rank slices by how poorly generalised they look and pick a budget for volunteers (never a slice "
+        "they already corrected).",
         "tcupgan select --store demo.zarr --budget 20 --per-cube 4 --out selection.csv", cmd_select,
     )  # fmt: skip
     p.add_argument("--store", required=True, help="cube store with predictions (tcupgan predict)")
@@ -104,7 +106,10 @@ def add_volunteer_commands(sub) -> None:
         "--strategy", default="discriminator", choices=["discriminator", "entropy", "random", "hybrid"]
     )
     p.add_argument("--per-cube", type=int, help="at most this many slices per cube")
-    p.add_argument("--min-gap", type=int, default=2, help="minimum distance between slices of one cube (2)")
+    p.add_argument(
+        "--min-gap", type=int, default=2,
+        help="minimum distance between slices of one cube, and from its already corrected slices (2)",
+    )  # fmt: skip
     p.add_argument("--min-content", type=float, default=0.05, help="skip slices with less content (0.05)")
     p.add_argument("--split", choices=["train", "val", "test"], help="select from the cubes of one split")
     p.add_argument("--seed", type=int, default=0, help="seed of the random strategy")

@@ -204,6 +204,13 @@ class Cube:
     def shape(self) -> tuple[int, int, int, int]:
         return tuple(self.attrs["shape"])  # type: ignore[return-value]
 
+    @property
+    def corrected_slices(self) -> list[int]:
+        """Slices volunteers corrected (the provenance that ``tcupgan harvest`` keeps on ``corrections``)."""
+        if "corrections" not in self:
+            return []
+        return sorted(int(z) for z in self["corrections"].attrs.get("slices", {}))
+
 
 class CubeStore:
     """The one way tcupgan reads and writes cubes.

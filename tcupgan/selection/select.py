@@ -2,9 +2,11 @@
 
 Slices are ranked by how poorly generalised they look — low discriminator realness first
 (``discriminator``), high predictive entropy (``entropy``), a seeded shuffle (``random``, the baseline) or
-the mean of the first two ranks (``hybrid``) — then picked greedily under three rules that spread a budget
-of volunteer effort: slices without content are skipped, a cube gives at most ``per_cube`` slices, and
-slices picked from one cube are at least ``min_gap`` apart (neighbouring slices look alike).
+the mean of the first two ranks (``hybrid``) — then picked greedily under four rules that spread a budget
+of volunteer effort: slices without content are skipped, slices volunteers already corrected (harvested
+in an earlier round) are never sent again, a cube gives at most ``per_cube`` new slices, and slices of one
+cube are at least ``min_gap`` apart from each other and from its corrected slices (neighbouring slices
+look alike).
 """
 
 from __future__ import annotations
@@ -77,10 +79,16 @@ def select_slices(
         realness = cube["slice_scores"][...]
         entropy = cube["slice_entropy"][...] if "slice_entropy" in cube else np.zeros_like(realness)
         content = content_fraction(store, name)
+        corrected = set(cube.corrected_slices)
         for z in np.nonzero(content >= min_content)[0]:
+            if z in corrected:
+                continue
             candidates.append((name, int(z), float(realness[z]), float(entropy[z]), float(content[z])))
     if not candidates:
-        raise StoreError(f"every slice has less than {min_content:.0%} content; lower --min-content")
+        raise StoreError(
+            f"no slice left to select: every slice has less than {min_content:.0%} content (lower "
+            "--min-content) or volunteers already corrected it"
+        )
     realness = np.array([c[2] for c in candidates])
     entropy = np.array([c[3] for c in candidates])
     priority = {
@@ -90,13 +98,15 @@ def select_slices(
         "hybrid": (_ranks(1 - realness) + _ranks(entropy)) / 2,
     }[strategy]
     chosen: list[dict] = []
-    taken: dict[str, list[int]] = {}
+    picked: dict[str, list[int]] = {}
+    near: dict[str, list[int]] = {n: store[n].corrected_slices for n in predicted}  # for the gap rule
     for i in np.argsort(-priority, kind="stable"):
         name, z, r, e, c = candidates[i]
-        picked = taken.setdefault(name, [])
-        if (per_cube and len(picked) >= per_cube) or any(abs(z - p) < min_gap for p in picked):
+        new = picked.setdefault(name, [])
+        if (per_cube and len(new) >= per_cube) or any(abs(z - p) < min_gap for p in near[name]):
             continue
-        picked.append(z)
+        new.append(z)
+        near[name].append(z)
         chosen.append(
             {
                 "cube": name,

@@ -34,13 +34,6 @@ def _crop_size(crop: Sequence[int], shape: Sequence[int]) -> tuple[int, int, int
     return tuple(min(int(c), int(s)) for c, s in zip(crop, shape, strict=True))  # type: ignore[return-value]
 
 
-def corrected_slices(cube) -> list[int]:
-    """Slices of a cube that volunteers corrected (listed in the provenance of ``corrections``)."""
-    return (
-        sorted(int(z) for z in cube["corrections"].attrs.get("slices", {})) if "corrections" in cube else []
-    )
-
-
 def has_target(cube, target: str = "label") -> bool:
     """Whether a cube holds the whole training target (its label, or a soft-target array)."""
     return cube.label is not None if target == "label" else target in cube
@@ -48,7 +41,7 @@ def has_target(cube, target: str = "label") -> bool:
 
 def is_trainable(cube, target: str = "label") -> bool:
     """A whole target, or (for labels) at least some slices corrected by volunteers."""
-    return has_target(cube, target) or (target == "label" and bool(corrected_slices(cube)))
+    return has_target(cube, target) or (target == "label" and bool(cube.corrected_slices))
 
 
 def check_target(target: str) -> str:
@@ -75,7 +68,7 @@ def read_training_label(
 
     ``corrected``: the cube's corrected slices, when the caller already knows them (saves reading the
     corrections' attributes for every crop)."""
-    corrected = corrected_slices(cube) if corrected is None else corrected
+    corrected = cube.corrected_slices if corrected is None else corrected
     zs = range(window[0].start, window[0].stop)
     truth = cube.label
     if truth is not None:
@@ -151,7 +144,7 @@ class CropDataset(Dataset):
     def _corrected(self, name: str, cube) -> list[int]:
         """A cube's corrected slices, read once per cube and worker (the store does not change in a run)."""
         if name not in self._corrected_slices:
-            self._corrected_slices[name] = corrected_slices(cube)
+            self._corrected_slices[name] = cube.corrected_slices
         return self._corrected_slices[name]
 
     def __getitem__(self, index: int) -> dict:
@@ -301,7 +294,7 @@ class CubeDataModule(L.LightningDataModule):
     def _weights(self, store: CubeStore) -> list[float] | None:
         """Per-cube draw weights giving corrected cubes ``corrections_share`` of the crops together."""
         share = self.hparams.corrections_share
-        corrected = [bool(corrected_slices(store[n])) for n in self.train_names] if share else []
+        corrected = [bool(store[n].corrected_slices) for n in self.train_names] if share else []
         if not any(corrected) or all(corrected):
             return None
         n_corrected = sum(corrected)

@@ -36,6 +36,18 @@ def test_discriminator_picks_lowest_realness_with_gap_cap_and_content(scored):
     assert [r["rank"] for r in rows] == [1, 2, 3, 4]
 
 
+def test_corrected_slices_are_not_sent_again_and_keep_their_neighbours_away(scored):
+    store = CubeStore(scored, mode="r+")
+    corrections = np.zeros((6, 40, 30), np.uint8)
+    store.write_array("a", "corrections", corrections, attrs={"slices": {"1": {"subject": "7"}}})
+    picked = [(r["cube"], r["slice"]) for r in select_slices(scored, 4, per_cube=2, min_gap=2)]
+    # a/1 (0.10) was corrected in an earlier round and a/2 (0.15) is its neighbour; then a/4, b/2, b/4 (b is
+    # capped); a/5, a/3 are next to a/4 and a/0 next to the corrected a/1: three picks for a budget of four
+    assert picked == [("a", 4), ("b", 2), ("b", 4)]
+    without = [(r["cube"], r["slice"]) for r in select_slices(scored, 4, per_cube=2, min_gap=1)]
+    assert ("a", 2) in without and ("a", 1) not in without  # gap 1: neighbours allowed, the slice never
+
+
 def test_strategies_and_determinism(scored):
     entropy = select_slices(scored, 2, strategy="entropy", min_gap=1)
     assert [(r["cube"], r["slice"]) for r in entropy] == [("a", 5), ("a", 2)]  # highest entropies, b/0 empty

@@ -100,19 +100,14 @@ def one_seed(tmp: Path, seed: int, args: argparse.Namespace) -> dict:
         store = tmp / f"{strategy}.zarr"
         shutil.copytree(work, store)
         rng = np.random.default_rng(seed)
-        done: set[tuple[str, int]] = set()
+        corrected = 0
         curve = [(0, result["base_dice"])]
-        for r in range(args.rounds):
-            ranked = select_slices(
-                store, 10**9, cubes=pool, strategy=strategy, min_gap=1, seed=seed * 100 + r
-            )
-            picks = [(x["cube"], x["slice"]) for x in ranked if (x["cube"], x["slice"]) not in done][
-                : args.budget
-            ]
-            correct(store, truth, picks, rng)
-            done.update(picks)
+        for r in range(args.rounds):  # `tcupgan select`'s own rules: never a corrected slice again, gap 2
+            rows = select_slices(store, args.budget, cubes=pool, strategy=strategy, seed=seed * 100 + r)
+            correct(store, truth, [(x["cube"], x["slice"]) for x in rows], rng)
+            corrected += len(rows)
             score = tune_and_score(store, tmp / f"{strategy}-run{r}", base, args, seed, pool, heldout)
-            curve.append((len(done), score))
+            curve.append((corrected, score))
         reached = [n for n, d in curve[1:] if d >= target]
         result["curves"][strategy] = curve
         result["effort"][strategy] = reached[0] if reached else None
