@@ -74,12 +74,14 @@ def select_slices(
     if not predicted:
         raise StoreError(f"no cube of '{store.path}' has slice scores; run `tcupgan predict` first")
     candidates = []
+    near: dict[str, list[int]] = {}  # per cube, slices new picks keep min_gap from: corrected, then picked
     for name in predicted:
         cube = store[name]
         realness = cube["slice_scores"][...]
         entropy = cube["slice_entropy"][...] if "slice_entropy" in cube else np.zeros_like(realness)
         content = content_fraction(store, name)
-        corrected = set(cube.corrected_slices)
+        near[name] = cube.corrected_slices
+        corrected = set(near[name])
         for z in np.nonzero(content >= min_content)[0]:
             if z in corrected:
                 continue
@@ -98,14 +100,12 @@ def select_slices(
         "hybrid": (_ranks(1 - realness) + _ranks(entropy)) / 2,
     }[strategy]
     chosen: list[dict] = []
-    picked: dict[str, list[int]] = {}
-    near: dict[str, list[int]] = {n: store[n].corrected_slices for n in predicted}  # for the gap rule
+    picked = dict.fromkeys(predicted, 0)  # new slices per cube, for per_cube
     for i in np.argsort(-priority, kind="stable"):
         name, z, r, e, c = candidates[i]
-        new = picked.setdefault(name, [])
-        if (per_cube and len(new) >= per_cube) or any(abs(z - p) < min_gap for p in near[name]):
+        if (per_cube and picked[name] >= per_cube) or any(abs(z - p) < min_gap for p in near[name]):
             continue
-        new.append(z)
+        picked[name] += 1
         near[name].append(z)
         chosen.append(
             {
