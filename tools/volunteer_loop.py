@@ -1,6 +1,6 @@
 """The whole volunteer loop, end to end, against the loopback Panoptes sandbox (what `tcupgan demo` runs).
 
-    python -m tools.volunteer_loop --out loop-run            # ~10 minutes on 2 CPU cores
+    python -m tools.volunteer_loop --out loop-run            # ~8 minutes on 2 CPU cores
     python -m tools.volunteer_loop --out loop-run --quick    # under a minute: the tests' smoke run
 
 Prints the report as JSON (also ``OUT/report.json``). See :mod:`tcupgan.demo` for the steps.

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from lightning.pytorch.cli import LightningCLI
 
+from tcupgan.errors import ConfigError
 from tcupgan.training.data import CubeDataModule
 from tcupgan.training.module import TCuPGAN
 
@@ -51,7 +52,7 @@ def fit_config(
     """``tcupgan fit --config CONFIG`` on ``store`` into ``run_dir``, quietly (no progress bar or summary,
     data read in-process): for scripts, notebooks and benchmarks. ``samples`` crops per epoch and
     ``validate_every`` epochs override the config; ``extra`` are further ``fit`` arguments. Returns the
-    last checkpoint's path."""
+    latest epoch's checkpoint (the config's ``filename: last`` ModelCheckpoint)."""
     args = [
         "--config", str(config), "--data.store", str(store), "--trainer.max_epochs", str(epochs),
         "--trainer.default_root_dir", str(run_dir), "--trainer.logger.init_args.save_dir", str(run_dir),
@@ -62,4 +63,8 @@ def fit_config(
         args += ["--data.samples_per_epoch", str(samples)]
     if validate_every:
         args += ["--trainer.check_val_every_n_epoch", str(validate_every)]
-    return run_fit([*args, *extra]).trainer.checkpoint_callback.last_model_path
+    trainer = run_fit([*args, *extra]).trainer
+    latest = [cb.best_model_path for cb in trainer.checkpoint_callbacks if cb.monitor is None]
+    if not latest:
+        raise ConfigError(f"{config} has no unmonitored ModelCheckpoint (filename: last) for the last epoch")
+    return latest[0]

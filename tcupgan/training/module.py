@@ -3,6 +3,7 @@
 Generator loss = ``seg_weight`` x segmentation loss + BCE(D(image, sigmoid(logits)), real).
 Discriminator loss = ½ [BCE(D(image, target), real) + BCE(D(image, sigmoid(logits)), fake)], where with
 ``disc_corrupted`` > 0 part of the fake term is spent on corrupted true masks (:func:`corrupted_masks`).
+``freeze="generator"`` with ``init_from`` trains the discriminator alone against a finished generator.
 Two optimisers (NAdam, the paper's learning rates), step-decayed learning rates, gradient clipping, and a
 guard that stops on NaN/Inf instead of writing a broken checkpoint.
 """
@@ -137,7 +138,8 @@ class TCuPGAN(L.LightningModule):
             volunteer round, or transfer to a new project (see :mod:`tcupgan.training.transfer`: the input
             stem is adapted to new channel counts, unmatched tensors stay fresh and are logged).
             Resuming with ``--ckpt_path`` still restores everything.
-        freeze: with ``init_from``: ``none``, ``encoder`` or ``all-but-head`` generator parameters frozen.
+        freeze: with ``init_from``: ``none``, ``encoder``, ``all-but-head`` or all (``generator``) generator
+            parameters frozen; ``generator`` trains the discriminator alone against the loaded generator.
         pretrained_lr_scale: learning-rate factor for loaded generator layers (e.g. 0.1).
         reset_discriminator: with ``init_from``: start the discriminator fresh instead of reusing it.
         disc_corrupted: share of the discriminator's fake term spent on corrupted true masks
@@ -176,6 +178,11 @@ class TCuPGAN(L.LightningModule):
         super().__init__()
         if not 0 <= disc_corrupted < 1:
             raise ConfigError(f"disc_corrupted must be in [0, 1), got {disc_corrupted}")
+        if freeze == "generator" and not (adversarial and init_from):
+            raise ConfigError(
+                "freeze=generator trains the discriminator alone: it needs adversarial=true and init_from "
+                "(the checkpoint whose generator it learns to judge)"
+            )
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.generator = TCuPGenerator(
@@ -217,6 +224,14 @@ class TCuPGAN(L.LightningModule):
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """(B, C, D, H, W) normalised image → logits (B, K, D, H, W)."""
         return self.generator(image)
+
+    @property
+    def generator_frozen(self) -> bool:
+        return not any(p.requires_grad for p in self.generator.parameters())
+
+    def on_train_epoch_start(self) -> None:
+        if self.generator_frozen:  # its fakes must be the ones predict will score (no dropout)
+            self.generator.eval()
 
     # ------------------------------------------------------------------------------------ training
     def _check_finite(self, name: str, value: torch.Tensor, batch: dict) -> None:
@@ -269,24 +284,23 @@ class TCuPGAN(L.LightningModule):
         slices = batch.get("labelled")
         slices = None if slices is None or bool(slices.all()) else slices.bool()
         self._check_finite("the input batch", image, batch)
-        opt_g, opt_d = self.optimizers()
+        optimizers = self.optimizers()
+        opt_g, opt_d = (None, optimizers) if self.generator_frozen else optimizers
         logits = self.generator(image)
         seg = self._seg_loss(logits, target, slices)
         fake = torch.sigmoid(logits)
-        if self.hparams.adversarial:
-            self.toggle_optimizer(opt_g)  # discriminator frozen while the generator learns to fool it
-            adv = self._bce(self.discriminator(image, fake), real=True)
-            self.untoggle_optimizer(opt_g)
-        else:
-            adv = seg.new_zeros(())
-        g_loss = self.hparams.seg_weight * seg + adv
-        self._check_finite("the generator loss", g_loss, batch)
-        self._step_optimizer(opt_g, g_loss)
-        logs = {
-            "train/seg_loss": seg.detach(),
-            "train/adv_loss": adv.detach(),
-            "train/g_loss": g_loss.detach(),
-        }
+        logs = {"train/seg_loss": seg.detach()}
+        if opt_g is not None:
+            if self.hparams.adversarial:
+                self.toggle_optimizer(opt_g)  # discriminator frozen while the generator learns to fool it
+                adv = self._bce(self.discriminator(image, fake), real=True)
+                self.untoggle_optimizer(opt_g)
+            else:
+                adv = seg.new_zeros(())
+            g_loss = self.hparams.seg_weight * seg + adv
+            self._check_finite("the generator loss", g_loss, batch)
+            self._step_optimizer(opt_g, g_loss)
+            logs |= {"train/adv_loss": adv.detach(), "train/g_loss": g_loss.detach()}
         if self.hparams.adversarial:
             fake_loss = self._bce(self.discriminator(image, fake.detach()), real=False)
             share = self.hparams.disc_corrupted
@@ -307,7 +321,8 @@ class TCuPGAN(L.LightningModule):
         )
 
     def on_train_epoch_end(self) -> None:
-        for scheduler in self.lr_schedulers():
+        schedulers = self.lr_schedulers()  # one, not a list, when the generator is frozen
+        for scheduler in schedulers if isinstance(schedulers, list) else [schedulers]:
             scheduler.step()
 
     def configure_optimizers(self):
@@ -317,12 +332,12 @@ class TCuPGAN(L.LightningModule):
         groups = [{"params": [p for n, p in trainable if n not in self._pretrained]}]
         if pretrained:  # loaded layers may learn slower than fresh ones
             groups.append({"params": pretrained, "lr": hp.lr_g * hp.pretrained_lr_scale})
-        opt_g = torch.optim.NAdam(groups, lr=hp.lr_g, betas=(0.9, 0.99))
         opt_d = torch.optim.NAdam(self.discriminator.parameters(), lr=hp.lr_d, betas=(0.9, 0.99))
-        schedules = [
-            torch.optim.lr_scheduler.StepLR(o, hp.lr_decay_every, hp.lr_decay) for o in (opt_g, opt_d)
-        ]
-        return [opt_g, opt_d], schedules
+        optimizers = [opt_d]
+        if trainable:
+            optimizers.insert(0, torch.optim.NAdam(groups, lr=hp.lr_g, betas=(0.9, 0.99)))
+        schedules = [torch.optim.lr_scheduler.StepLR(o, hp.lr_decay_every, hp.lr_decay) for o in optimizers]
+        return optimizers, schedules
 
     # ---------------------------------------------------------------------------------- validation
     def predict_logits(self, image: torch.Tensor) -> torch.Tensor:

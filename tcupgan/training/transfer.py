@@ -21,7 +21,7 @@ from tcupgan.errors import ConfigError
 __all__ = ["TransferReport", "read_weights", "transfer_weights", "freeze", "STEM", "FREEZE_CHOICES"]
 
 STEM = "generator.encoders.0.input_convs.0.weight"
-FREEZE_CHOICES = ("none", "encoder", "all-but-head")
+FREEZE_CHOICES = ("none", "encoder", "all-but-head", "generator")
 
 
 @dataclass
@@ -91,7 +91,8 @@ def transfer_weights(
 
 def freeze(model: nn.Module, what: str) -> list[str]:
     """Stop gradients to part of the generator: ``encoder`` (its ConvLSTM encoder levels),
-    ``all-but-head`` (everything but the output head) or ``none``. Returns the frozen parameter names."""
+    ``all-but-head`` (everything but the output head), ``generator`` (all of it: the discriminator then
+    trains alone against the fixed generator) or ``none``. Returns the frozen parameter names."""
     if what not in FREEZE_CHOICES:
         raise ConfigError(f"freeze must be one of {FREEZE_CHOICES}, got {what!r}")
     frozen = []
@@ -99,7 +100,11 @@ def freeze(model: nn.Module, what: str) -> list[str]:
         if not name.startswith("generator.") or what == "none":
             continue
         part = name.split(".")[1]
-        if (what == "encoder" and part == "encoders") or (what == "all-but-head" and part != "head"):
+        if (
+            what == "generator"
+            or (what == "encoder" and part == "encoders")
+            or (what == "all-but-head" and part != "head")
+        ):
             param.requires_grad_(False)
             frozen.append(name)
     return frozen

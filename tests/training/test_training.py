@@ -1,6 +1,7 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import lightning as L
 import numpy as np
@@ -132,6 +133,44 @@ def test_discriminator_trains_on_corrupted_masks(store, tmp_path):
     after = model.discriminator.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)
     assert torch.isfinite(model.trainer.callback_metrics["train/d_loss_epoch"])
+
+
+def test_critic_calibration_trains_the_discriminator_alone_and_last_ckpt_is_the_last_epoch(store, tmp_path):
+    """``--model.freeze generator`` from a finished run: the generator (and so val/dice) stays put while
+    the discriminator learns. With val/dice flat the best checkpoint is the first epoch: last.ckpt must
+    still be the last one (Lightning 2.6's ``save_last`` copied the best), and predict scores with it."""
+    import shutil
+
+    with pytest.raises(ConfigError, match="init_from"):
+        TCuPGAN(1, 1, freeze="generator")
+
+    from tcupgan.demo import DEMO_CONFIG
+    from tcupgan.inference import predict_store
+    from tcupgan.training.cli import fit_config
+
+    small = ["--data.crop_size", "[8, 32, 32]", "--model.val_roi", "[8, 32, 32]"]
+    run = {"samples": 4, "validate_every": 1}
+    base = fit_config(DEMO_CONFIG, store, tmp_path / "base", epochs=1, **run, extra=small)
+    calibrate = ["--model.init_from", base, "--model.freeze", "generator"]
+    critic = fit_config(DEMO_CONFIG, store, tmp_path / "critic", epochs=3, **run, extra=[*small, *calibrate])
+    ckpts = {p.name: torch.load(p, weights_only=False) for p in Path(critic).parent.glob("*.ckpt")}
+    assert sorted(ckpts) == ["best-epoch=00.ckpt", "last.ckpt"]
+    assert ckpts["last.ckpt"]["epoch"] == 2 and ckpts["best-epoch=00.ckpt"]["epoch"] == 0
+    first = torch.load(base, weights_only=False)["state_dict"]
+    last = ckpts["last.ckpt"]["state_dict"]
+    assert all(torch.equal(first[k], last[k]) for k in first if k.startswith("generator."))
+    disc = [k for k in first if k.startswith("discriminator.") and k.endswith("weight")]
+    assert all(not torch.equal(first[k], last[k]) for k in disc)
+    best = ckpts["best-epoch=00.ckpt"]["state_dict"]
+    assert any(not torch.equal(best[k], last[k]) for k in disc)
+
+    copy = tmp_path / "copy.zarr"
+    shutil.copytree(store, copy)
+    predict_store(base, store, cubes=["fatchecker-s0-0000"])
+    predict_store(critic, copy, cubes=["fatchecker-s0-0000"])
+    before, after = CubeStore(store)["fatchecker-s0-0000"], CubeStore(copy)["fatchecker-s0-0000"]
+    assert np.array_equal(before["prediction"][...], after["prediction"][...])
+    assert not np.allclose(before["slice_scores"][...], after["slice_scores"][...])
 
 
 def test_gpu_switches_run_on_cpu_and_keep_checkpoints_portable(store, tmp_path, monkeypatch):
