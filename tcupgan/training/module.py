@@ -138,8 +138,8 @@ class TCuPGAN(L.LightningModule):
             volunteer round, or transfer to a new project (see :mod:`tcupgan.training.transfer`: the input
             stem is adapted to new channel counts, unmatched tensors stay fresh and are logged).
             Resuming with ``--ckpt_path`` still restores everything.
-        freeze: with ``init_from``: ``none``, ``encoder``, ``all-but-head`` or all (``generator``) generator
-            parameters frozen; ``generator`` trains the discriminator alone against the loaded generator.
+        freeze: with ``init_from``, the generator parameters to freeze: ``none``, ``encoder``,
+            ``all-but-head`` or ``generator`` (all: the discriminator then trains alone against it).
         pretrained_lr_scale: learning-rate factor for loaded generator layers (e.g. 0.1).
         reset_discriminator: with ``init_from``: start the discriminator fresh instead of reusing it.
         disc_corrupted: share of the discriminator's fake term spent on corrupted true masks

@@ -1,4 +1,5 @@
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,8 +11,11 @@ import torch
 
 from tcupgan.data import CubeStore, synthesize
 from tcupgan.data.transforms import label_to_target
+from tcupgan.demo import DEMO_CONFIG
 from tcupgan.errors import ConfigError, TrainingDivergedError
+from tcupgan.inference import predict_store
 from tcupgan.training import CubeDataModule, TCuPGAN
+from tcupgan.training.cli import fit_config
 from tcupgan.training.module import corrupted_masks, make_seg_loss
 
 SMALL_MODEL = {"widths": (4, 8, 16), "disc_width": 4, "disc_layers": 2, "val_roi": (8, 32, 32)}
@@ -139,15 +143,8 @@ def test_critic_calibration_trains_the_discriminator_alone_and_last_ckpt_is_the_
     """``--model.freeze generator`` from a finished run: the generator (and so val/dice) stays put while
     the discriminator learns. With val/dice flat the best checkpoint is the first epoch: last.ckpt must
     still be the last one (Lightning 2.6's ``save_last`` copied the best), and predict scores with it."""
-    import shutil
-
     with pytest.raises(ConfigError, match="init_from"):
         TCuPGAN(1, 1, freeze="generator")
-
-    from tcupgan.demo import DEMO_CONFIG
-    from tcupgan.inference import predict_store
-    from tcupgan.training.cli import fit_config
-
     small = ["--data.crop_size", "[8, 32, 32]", "--model.val_roi", "[8, 32, 32]"]
     run = {"samples": 4, "validate_every": 1}
     base = fit_config(DEMO_CONFIG, store, tmp_path / "base", epochs=1, **run, extra=small)
@@ -164,11 +161,11 @@ def test_critic_calibration_trains_the_discriminator_alone_and_last_ckpt_is_the_
     best = ckpts["best-epoch=00.ckpt"]["state_dict"]
     assert any(not torch.equal(best[k], last[k]) for k in disc)
 
-    copy = tmp_path / "copy.zarr"
-    shutil.copytree(store, copy)
-    predict_store(base, store, cubes=["fatchecker-s0-0000"])
-    predict_store(critic, copy, cubes=["fatchecker-s0-0000"])
-    before, after = CubeStore(store)["fatchecker-s0-0000"], CubeStore(copy)["fatchecker-s0-0000"]
+    cube = "fatchecker-s0-0000"
+    for name, ckpt in (("before.zarr", base), ("after.zarr", critic)):
+        shutil.copytree(store, tmp_path / name)
+        predict_store(ckpt, tmp_path / name, cubes=[cube])
+    before, after = CubeStore(tmp_path / "before.zarr")[cube], CubeStore(tmp_path / "after.zarr")[cube]
     assert np.array_equal(before["prediction"][...], after["prediction"][...])
     assert not np.allclose(before["slice_scores"][...], after["slice_scores"][...])
 
