@@ -6,6 +6,7 @@ names a store and the network's choices, never channel counts that could disagre
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,11 +19,22 @@ from tcupgan.training.module import TCuPGAN
 
 __all__ = ["TCuPGANCLI", "run_fit", "fit_config"]
 
+log = logging.getLogger(__name__)
+
 
 class TCuPGANCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         for field in ("in_channels", "out_channels", "class_names", "task"):
             parser.link_arguments(f"data.{field}", f"model.{field}", apply_on="instantiate")
+
+    def before_fit(self) -> None:
+        callbacks = self.trainer.checkpoint_callbacks
+        if any(cb.monitor and cb.save_last for cb in callbacks) and all(cb.monitor for cb in callbacks):
+            log.warning(
+                "a ModelCheckpoint monitors a metric with save_last: since Lightning 2.6 its last.ckpt is a "
+                "copy of the best checkpoint, not the last epoch (resuming from it loses epochs). Add an "
+                "unmonitored ModelCheckpoint with `filename: last`, as configs/demo.yaml does"
+            )
 
 
 def run_fit(argv: Sequence[str]) -> TCuPGANCLI:

@@ -8,6 +8,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from tcupgan.data import CubeStore, synthesize
 from tcupgan.data.transforms import label_to_target
@@ -139,7 +140,9 @@ def test_discriminator_trains_on_corrupted_masks(store, tmp_path):
     assert torch.isfinite(model.trainer.callback_metrics["train/d_loss_epoch"])
 
 
-def test_critic_calibration_trains_the_discriminator_alone_and_last_ckpt_is_the_last_epoch(store, tmp_path):
+def test_critic_calibration_trains_the_discriminator_alone_and_last_ckpt_is_the_last_epoch(
+    store, tmp_path, caplog
+):
     """``--model.freeze generator`` from a finished run: the generator (and so val/dice) stays put while
     the discriminator learns. With val/dice flat the best checkpoint is the first epoch: last.ckpt must
     still be the last one (Lightning 2.6's ``save_last`` copied the best), and predict scores with it."""
@@ -152,6 +155,7 @@ def test_critic_calibration_trains_the_discriminator_alone_and_last_ckpt_is_the_
     critic = fit_config(DEMO_CONFIG, store, tmp_path / "critic", epochs=3, **run, extra=[*small, *calibrate])
     ckpts = {p.name: torch.load(p, weights_only=False) for p in Path(critic).parent.glob("*.ckpt")}
     assert sorted(ckpts) == ["best-epoch=00.ckpt", "last.ckpt"]
+    assert "copy of the best checkpoint" not in caplog.text  # the configs' last.ckpt is the last epoch
     assert ckpts["last.ckpt"]["epoch"] == 2 and ckpts["best-epoch=00.ckpt"]["epoch"] == 0
     first = torch.load(base, weights_only=False)["state_dict"]
     last = ckpts["last.ckpt"]["state_dict"]
@@ -168,6 +172,18 @@ def test_critic_calibration_trains_the_discriminator_alone_and_last_ckpt_is_the_
     before, after = CubeStore(tmp_path / "before.zarr")[cube], CubeStore(tmp_path / "after.zarr")[cube]
     assert np.array_equal(before["prediction"][...], after["prediction"][...])
     assert not np.allclose(before["slice_scores"][...], after["slice_scores"][...])
+
+
+def test_a_config_whose_last_ckpt_would_be_the_best_is_warned_about(store, tmp_path, caplog):
+    config = yaml.safe_load(DEMO_CONFIG.read_text())
+    best, _last = config["trainer"]["callbacks"]
+    best["init_args"]["save_last"] = True  # the configs before 2026-11-24
+    config["trainer"]["callbacks"] = [best]
+    (tmp_path / "old.yaml").write_text(yaml.safe_dump(config))
+    small = ["--data.crop_size", "[8, 32, 32]", "--model.val_roi", "[8, 32, 32]"]
+    with pytest.raises(ConfigError, match="filename: last"):
+        fit_config(tmp_path / "old.yaml", store, tmp_path / "run", epochs=1, samples=2, extra=small)
+    assert "copy of the best checkpoint" in caplog.text
 
 
 def test_gpu_switches_run_on_cpu_and_keep_checkpoints_portable(store, tmp_path, monkeypatch):
