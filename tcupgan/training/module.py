@@ -284,8 +284,8 @@ class TCuPGAN(L.LightningModule):
         slices = batch.get("labelled")
         slices = None if slices is None or bool(slices.all()) else slices.bool()
         self._check_finite("the input batch", image, batch)
-        optimizers = self.optimizers()
-        opt_g, opt_d = (None, optimizers) if self.generator_frozen else optimizers
+        optimizers = self.optimizers()  # one, not a list, when the generator is frozen
+        opt_g, opt_d = optimizers if isinstance(optimizers, list) else (None, optimizers)
         logits = self.generator(image)
         seg = self._seg_loss(logits, target, slices)
         fake = torch.sigmoid(logits)
