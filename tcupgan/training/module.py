@@ -23,7 +23,7 @@ from monai.metrics import DiceMetric
 
 from tcupgan.errors import ConfigError, TrainingDivergedError
 from tcupgan.models import PatchDiscriminator, TCuPGenerator
-from tcupgan.training.transfer import freeze, transfer_weights
+from tcupgan.training.transfer import freeze, transfer_weights, uncompiled
 
 __all__ = [
     "TCuPGAN",
@@ -220,6 +220,9 @@ class TCuPGAN(L.LightningModule):
         # rename every checkpoint key to ``generator._orig_mod.*``, which predict and finetune then miss.
         if self.hparams.compile:
             self.generator.compile()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["state_dict"] = uncompiled(checkpoint["state_dict"])  # old compiled checkpoints
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """(B, C, D, H, W) normalised image → logits (B, K, D, H, W)."""

@@ -37,6 +37,13 @@ class TransferReport:
         )
 
 
+def uncompiled(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Checkpoint keys without ``_orig_mod.``: until 2026-11-23, ``--model.compile true`` wrapped the
+    generator in ``torch.compile`` and saved its tensors as ``generator._orig_mod.*``, which no model
+    built here has (it now compiles in place and keeps the plain names)."""
+    return {key.replace("_orig_mod.", ""): value for key, value in state.items()}
+
+
 def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
     """Weights from a tcupgan training checkpoint, or a plain ``TCuPGenerator`` state dict (a user's own
     pretrained encoder); keys come back prefixed ``generator.`` / ``discriminator.``."""
@@ -50,6 +57,7 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
     state = raw.get("state_dict", raw) if isinstance(raw, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ConfigError(f"'{path}' holds no state dict of tensors")
+    state = uncompiled(state)
     if not any(k.startswith("generator.") for k in state):
         if any(k.startswith("encoders.") for k in state):  # a bare generator state dict
             state = {f"generator.{k}": v for k, v in state.items()}

@@ -6,6 +6,7 @@ import torch
 
 from tcupgan.data import synthesize
 from tcupgan.errors import ConfigError
+from tcupgan.inference.predict import load_model
 from tcupgan.training import CubeDataModule, TCuPGAN
 from tcupgan.training.module import write_checkpoint
 from tcupgan.training.transfer import STEM, transfer_weights
@@ -40,6 +41,21 @@ def test_wrong_files_are_refused_and_bare_generators_accepted(tmp_path):
     report = transfer_weights(model, tmp_path / "encoder.pt", reset_discriminator=True)
     assert all(n.startswith("generator.") for n in report.loaded)
     assert all(n.startswith("discriminator.") for n in report.fresh)
+
+
+def test_checkpoints_of_a_torch_compile_wrapped_generator_still_load(tmp_path):
+    """Checkpoints written before compile went in place name generator tensors ``generator._orig_mod.*``."""
+    model = TCuPGAN(1, 1, ["fg"], **SMALL)
+    payload = torch.load(write_checkpoint(model, tmp_path / "plain.ckpt"), weights_only=False)
+    payload["state_dict"] = {
+        k.replace("generator.", "generator._orig_mod.", 1): v for k, v in payload["state_dict"].items()
+    }
+    torch.save(payload, tmp_path / "compiled.ckpt")
+    loaded = load_model(tmp_path / "compiled.ckpt")
+    for name, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], value), name
+    report = transfer_weights(TCuPGAN(1, 1, ["fg"], **SMALL), tmp_path / "compiled.ckpt")
+    assert not report.fresh and not report.adapted
 
 
 def test_frozen_encoder_stays_put_while_the_rest_learns(tmp_path):
