@@ -164,10 +164,10 @@ def test_critic_calibration_trains_the_discriminator_alone_and_last_ckpt_is_the_
     assert all(not torch.equal(first[k], last[k]) for k in disc)
     best = ckpts["best-epoch=00.ckpt"]["state_dict"]
     assert any(not torch.equal(best[k], last[k]) for k in disc)
-    # resumed (--ckpt_path) it goes on from epoch 3 with the same single optimizer, generator still put
+    # resumed (--ckpt_path) it goes on at epoch 3 with its one optimizer; the generator stays unchanged
     resume = [*small, *calibrate, "--ckpt_path", critic]
-    resumed = torch.load(fit_config(DEMO_CONFIG, store, tmp_path / "critic", epochs=4, **run, extra=resume),
-                         weights_only=False)  # fmt: skip
+    resumed = fit_config(DEMO_CONFIG, store, tmp_path / "critic", epochs=4, **run, extra=resume)
+    resumed = torch.load(resumed, weights_only=False)
     assert resumed["epoch"] == 3 and len(resumed["optimizer_states"]) == 1
     assert all(torch.equal(first[k], resumed["state_dict"][k]) for k in first if k.startswith("generator."))
     assert all(not torch.equal(last[k], resumed["state_dict"][k]) for k in disc)
