@@ -25,13 +25,16 @@ __all__ = ["run_demo", "build_stores", "fit_demo_model", "dice", "DEMO_CONFIG"]
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 
 
-def build_stores(out: Path, quick: bool, seed: int = 0) -> tuple[Path, Path, list[str], list[str]]:
+def build_stores(
+    out: Path, quick: bool, seed: int = 0, shifted: int | None = None, shift: float = 1.0
+) -> tuple[Path, Path, list[str], list[str]]:
     """``work.zarr``: labelled cubes + unlabelled shifted pool (train) + labelled shifted held-out (test);
-    ``truth.zarr``: the pool's hidden labels."""
+    ``truth.zarr``: the pool's hidden labels. ``shifted`` cubes (4 quick, 8 otherwise) of strength
+    ``shift`` split evenly between pool and held-out."""
     shape = (16, 64, 64) if quick else None
     work, truth = out / "work.zarr", out / "truth.zarr"
     synthesize("fatchecker", work, n=4 if quick else 10, seed=seed, shape=shape)
-    synthesize("fatchecker", truth, n=4 if quick else 8, seed=seed + 1, shift=True, shape=shape)
+    synthesize("fatchecker", truth, n=shifted or (4 if quick else 8), seed=seed + 1, shift=shift, shape=shape)
     store, hidden = CubeStore(work, mode="r+"), CubeStore(truth)
     pool, heldout = [], []
     for i, name in enumerate(hidden.names()):

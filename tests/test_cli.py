@@ -47,6 +47,12 @@ def test_synth_info_export(tmp_path, capsys):
     assert main(["export", str(store), "fatchecker-s0-0000", "--to", str(tmp_path / "x.tif")]) == 0
     assert (tmp_path / "x.tif").stat().st_size > 0
     assert len(CubeStore(store)) == 2
+    for shift in (["--shift"], ["--shift", "0.5"]):  # a bare --shift is the full shift
+        assert (
+            main(["synth", "fatchecker", "--out", str(store), "--n", "1", "--shape", "4", "32", "32", *shift])
+            == 0
+        )
+    assert {"fatchecker-shift-s0-0000", "fatchecker-shift0.5-s0-0000"} < set(CubeStore(store).names())
     assert main(["show", str(store), "fatchecker-s0-0000", "--out", str(tmp_path / "s.png")]) == 0
     assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

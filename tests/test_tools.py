@@ -42,8 +42,10 @@ def test_volunteer_loop_end_to_end_against_the_sandbox(tmp_path):
 
 
 def test_selection_study_reports_shares_and_draws_the_figure(tmp_path):
-    run_tool("tools.selection_study", "--out", str(tmp_path), "--quick", "--fit-args", "--model.dropout 0.1")
+    study = ("tools.selection_study", "--out", str(tmp_path), "--quick")
+    run_tool(*study, "--fit-args", "--model.dropout 0.1", "--normal", "3", "--shifted", "1")
     result = json.loads((tmp_path / "selection_quality.json").read_text())
+    assert result["cubes"] == 4
     hparams = next(tmp_path.glob("run/**/hparams.yaml")).read_text()
     assert "dropout: 0.1" in hparams  # --fit-args reached fit
     for strategy in ("discriminator", "entropy", "hybrid", "random"):
@@ -54,6 +56,10 @@ def test_selection_study_reports_shares_and_draws_the_figure(tmp_path):
         assert 0 <= result["shifted_share_top20%"][strategy] <= 1
     assert -1 <= result["spearman_realness_vs_dice_error"] <= 1
     assert (tmp_path / "selection_quality.png").stat().st_size > 10_000
+    # another mix must not land in the same store (it would blend two studies): refused before any work
+    refused = subprocess.run([sys.executable, "-m", *study, "--shifted", "2"], cwd=ROOT, capture_output=True)
+    assert refused.returncode == 2 and b"other counts" in refused.stderr
+    assert len(CubeStore(tmp_path / "mixed.zarr").names()) == 4
 
 
 def test_demo_refuses_a_folder_that_holds_files(tmp_path, capsys):

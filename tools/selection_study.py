@@ -13,6 +13,7 @@ ranking's top 20% come from the shifted cubes (``shifted_share_top20%``).
 Writes ``selection_quality.json`` and ``selection_quality.png`` under ``--out``.
 
     python -m tools.selection_study --out study-ablation --fit-args "--model.disc_corrupted 0"
+    python -m tools.selection_study --out study-rare --ckpt CKPT --normal 10 --shifted 2   # rare shift
 """
 
 from __future__ import annotations
@@ -134,10 +135,22 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=18, help="epochs when training (18)")
     parser.add_argument("--seed", type=int, default=0, help="training seed (0)")
     parser.add_argument("--fit-args", default="", help='further fit arguments, e.g. "--model.lr_d 3e-3"')
+    parser.add_argument("--normal", type=int, help="normal test cubes (6; quick 2)")
+    parser.add_argument("--shifted", type=int, help="domain-shifted test cubes (6; quick 2)")
     parser.add_argument("--quick", action="store_true", help="tiny cubes and 1 epoch (smoke run)")
     args = parser.parse_args()
+    counts = {"normal": args.normal, "shifted": args.shifted}
+    for kind, n in counts.items():
+        counts[kind] = (2 if args.quick else 6) if n is None else n
+        if counts[kind] < 1:
+            parser.error(f"--{kind} must be at least 1 (the study compares normal with shifted cubes)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    mixed = out / "mixed.zarr"
+    expected = {f"fatchecker-s2-{i:04d}" for i in range(counts["normal"])}
+    expected |= {f"fatchecker-shift-s3-{i:04d}" for i in range(counts["shifted"])}
+    if mixed.exists() and not set(CubeStore(mixed).names()) <= expected:  # a rerun may only add cubes
+        parser.error(f"{mixed} holds cubes of a study with other counts: choose a new --out")
     shape = (16, 64, 64) if args.quick else None
     ckpt = args.ckpt
     if ckpt is None:
@@ -147,9 +160,8 @@ def main() -> None:
             train, out / "run", 1 if args.quick else args.epochs, args.quick, seed=args.seed,
             extra=shlex.split(args.fit_args),
         )  # fmt: skip
-    mixed = out / "mixed.zarr"
-    synthesize("fatchecker", mixed, n=2 if args.quick else 6, seed=2, shape=shape)
-    synthesize("fatchecker", mixed, n=2 if args.quick else 6, seed=3, shift=True, shape=shape)
+    synthesize("fatchecker", mixed, n=counts["normal"], seed=2, shape=shape)
+    synthesize("fatchecker", mixed, n=counts["shifted"], seed=3, shift=True, shape=shape)
     predict_store(ckpt, mixed)
     result = study(mixed, out)
     result["checkpoint"] = str(ckpt)

@@ -258,8 +258,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=10, help="number of cubes (default 10)")
     p.add_argument("--seed", type=int, default=0, help="random seed; same seed, same cubes (default 0)")
     p.add_argument(
-        "--shift", action="store_true", help="domain-shifted variant (contrast, blur, noise, sizes)"
-    )
+        "--shift", type=float, nargs="?", const=1.0, default=0.0, metavar="STRENGTH",
+        help="domain-shifted variant (contrast, blur, noise, sizes); a STRENGTH below 1 (e.g. 0.5) "
+        "shifts part of the way",
+    )  # fmt: skip
     p.add_argument("--shape", type=int, nargs=3, metavar=("D", "H", "W"), help="cube size (family default)")
     p.add_argument("--overwrite", action="store_true", help="replace cubes that already exist")
 

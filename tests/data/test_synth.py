@@ -34,6 +34,27 @@ def test_fatchecker_droplets_are_visible_in_the_image():
     assert s_contrast < contrast  # the shift really makes droplets harder
 
 
+def test_a_partial_shift_lies_between_the_plain_and_the_shifted_scene(tmp_path):
+    def droplets(shift):  # (droplet volume, droplet contrast against a ring around it)
+        image, label, _, _ = make_scene("fatchecker", 0, 0, shift=shift, shape=(16, 64, 64))
+        inside = label > 0
+        return inside.sum(), image[0][inside].mean() - image[0][_ring(inside)].mean()
+
+    np.testing.assert_array_equal(
+        make_scene("fatchecker", 0, 0, shift=True)[0], make_scene("fatchecker", 0, 0, shift=1.0)[0]
+    )
+    (full_volume, full_contrast), (half_volume, half_contrast) = droplets(1.0), droplets(0.5)
+    assert half_volume > full_volume and half_contrast > full_contrast  # larger, clearer droplets
+    plain = make_scene("fatchecker", 0, 0, shift=0.0, shape=(16, 64, 64))[0]
+    assert not np.array_equal(plain, make_scene("fatchecker", 0, 0, shift=0.5, shape=(16, 64, 64))[0])
+    synthesize("fatchecker", tmp_path / "f.zarr", n=1, shift=0.5, shape=(8, 32, 32))
+    cube = CubeStore(tmp_path / "f.zarr")["fatchecker-shift0.5-s0-0000"]
+    assert cube.attrs["synthetic"]["shift"] == 0.5
+    with pytest.raises(InputError, match="between 0 and 1"):
+        synthesize("fatchecker", tmp_path / "bad.zarr", n=1, shift=1.5)
+    assert not (tmp_path / "bad.zarr").exists()  # refused before a store was made
+
+
 def test_brats_nested_labels_and_modality_contrast():
     image, label, _, _ = make_scene("brats", 0, 0)
     assert set(np.unique(label)) == {0, 1, 2, 3}

@@ -240,8 +240,9 @@ def _effort(s: dict) -> list[str]:
         "## Volunteer effort",
         "",
         f"`python -m tools.bench.volunteer_effort` ({len(seeds)} seeds; pool of {seeds[0]['pool_slices']} "
-        f"shifted slices; {s['settings']['rounds']} rounds of {s['settings']['budget']} slices; fine-tuning "
-        f"draws {s['settings'].get('corrections_share', 0):.0%} of its crops from corrected cubes). Effort = "
+        f"slices, shift strength {s['settings'].get('shift', 1.0):g}; {s['settings']['rounds']} rounds of "
+        f"{s['settings']['budget']} slices; fine-tuning {s['settings']['epochs']} epochs, "
+        f"{s['settings'].get('corrections_share', 0):.0%} of its crops from corrected cubes). Effort = "
         "slices corrected until held-out Dice reaches 95% of the Dice with every pool slice corrected; "
         "reduction = 1 - effort / pool.",
         "",
@@ -264,15 +265,18 @@ def _effort(s: dict) -> list[str]:
     if s["summary"]["seeds_without_signal"]:
         lines += [
             "",
-            f"{s['summary']['seeds_without_signal']} of {len(seeds)} seeds had no signal (their base "
-            "model already reached 95% of the all-corrected Dice) and are left out of the table.",
+            f"{s['summary']['seeds_without_signal']} of {len(seeds)} seeds had no signal (fine-tuned with "
+            "nothing corrected, the model already reached 95% of the all-corrected Dice) and are left out "
+            "of the table.",
         ]
-    base = [f"{r['base_dice']:.3f}" for r in seeds]
-    full = [f"{r['all_corrected_dice']:.3f}" for r in seeds]
+    per_seed = {
+        key: ", ".join(f"{r[key]:.3f}" for r in seeds)
+        for key in ("base_dice", "uncorrected_dice", "all_corrected_dice")
+    }
     lines += [
         "",
-        f"Held-out Dice per seed: base model {', '.join(base)}; "
-        f"every pool slice corrected {', '.join(full)}.",
+        f"Held-out Dice per seed: base model {per_seed['base_dice']}; fine-tuned with nothing corrected "
+        f"{per_seed['uncorrected_dice']}; with every pool slice corrected {per_seed['all_corrected_dice']}.",
         "",
         f"![Dice against slices corrected per strategy]({FIGURES['volunteer_effort']})",
         "",

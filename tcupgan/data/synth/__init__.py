@@ -54,8 +54,12 @@ FAMILIES: dict[str, Family] = {
 }
 
 
-def make_scene(kind: str, seed: int, index: int, *, shift: bool = False, shape: Sequence[int] | None = None):
-    """Generate one scene: (image (C, D, H, W), label (D, H, W), attrs, extra arrays)."""
+def make_scene(kind: str, seed: int, index: int, *, shift: float = 0.0, shape: Sequence[int] | None = None):
+    """Generate one scene: (image (C, D, H, W), label (D, H, W), attrs, extra arrays).
+
+    ``shift``: how far toward the domain-shifted variant, 0 (plain) to 1 (``True``: fully shifted). All
+    shifted strengths share one random stream, so a milder shift is the same scene, less changed."""
+    _check_shift(shift)
     if kind not in FAMILIES:
         raise InputError(f"unknown synthetic family '{kind}'; choose one of {sorted(FAMILIES)}")
     family = FAMILIES[kind]
@@ -64,11 +68,20 @@ def make_scene(kind: str, seed: int, index: int, *, shift: bool = False, shape: 
         raise InputError(f"shape {shape} must be three positive sizes (D H W)")
     if kind in ("galaxy", "kelp") and shape[0] != 1:
         raise InputError(f"'{kind}' scenes are 2D: use a shape with D = 1, e.g. 1 {shape[1]} {shape[2]}")
-    rng = np.random.default_rng([seed, index, int(shift)])
+    rng = np.random.default_rng([seed, index, int(shift > 0)])
     out = family.generate(rng, shift=shift, shape=shape)
     image, label, attrs = out[:3]
     arrays = out[3] if len(out) > 3 else {}
     return image, label, attrs, arrays
+
+
+def _check_shift(shift: float) -> None:
+    if not 0 <= shift <= 1:
+        raise InputError(f"shift must be between 0 and 1 (1 = the shifted variant), got {shift}")
+
+
+def _shift_tag(shift: float) -> str:
+    return "" if shift == 0 else "-shift" if shift == 1 else f"-shift{shift:g}"
 
 
 def synthesize(
@@ -77,24 +90,26 @@ def synthesize(
     *,
     n: int,
     seed: int = 0,
-    shift: bool = False,
+    shift: float = 0.0,
     shape: Sequence[int] | None = None,
     overwrite: bool = False,
 ) -> IngestReport:
     """Write ``n`` synthetic cubes of one family into the store at ``out`` (created if needed).
 
-    Names are ``<kind>[-shift]-s<seed>-<index>``, so plain and shifted cubes of several seeds can share
-    one store; re-running skips cubes already present.
+    Names are ``<kind>[-shift[<strength>]]-s<seed>-<index>`` (``-shift`` alone for the fully shifted
+    variant, ``-shift0.5`` half way), so plain and shifted cubes of several seeds can share one store;
+    re-running skips cubes already present.
     """
     if n < 1:
         raise InputError("--n must be at least 1")
+    _check_shift(shift)
     family = FAMILIES.get(kind)
     if family is None:
         raise InputError(f"unknown synthetic family '{kind}'; choose one of {sorted(FAMILIES)}")
     store = family.spec.open(out)
     report = IngestReport()
     for i in tqdm(range(n), desc=f"synth {kind}", unit="cube", disable=None):
-        name = f"{kind}{'-shift' if shift else ''}-s{seed}-{i:04d}"
+        name = f"{kind}{_shift_tag(shift)}-s{seed}-{i:04d}"
         if name in store and not overwrite:
             report.skipped.append(name)
             continue

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from tcupgan.data.synth.fields import blur, ellipsoid, illumination, smooth_noise
+from tcupgan.data.synth.fields import blur, ellipsoid, illumination, smooth_noise, toward
 
 DEFAULT_SHAPE = (48, 96, 96)
 #                       t1c   t1n   t2f   t2w
@@ -35,7 +35,7 @@ def _blob(rng: np.random.Generator, shape: Sequence[int], center, radius: float,
     return r * (1 + rough * smooth_noise(rng, shape, 4))
 
 
-def generate(rng: np.random.Generator, *, shift: bool = False, shape: Sequence[int] = DEFAULT_SHAPE):
+def generate(rng: np.random.Generator, *, shift: float = 0.0, shape: Sequence[int] = DEFAULT_SHAPE):
     """One case: image (4, D, H, W) float32, label (D, H, W) uint8 with values 0..3."""
     d, h, w = shape
     centre = np.array(shape) / 2
@@ -52,7 +52,7 @@ def generate(rng: np.random.Generator, *, shift: bool = False, shape: Sequence[i
         )
     label = np.zeros(shape, dtype=np.uint8)
     for _ in range(rng.integers(1, 3)):
-        size = rng.uniform(0.08, 0.16) * h * (0.7 if shift else 1.0)
+        size = rng.uniform(0.08, 0.16) * h * toward(1.0, 0.7, shift)
         offset = rng.uniform(-0.22, 0.22, 3) * np.array(shape)
         c = centre + offset
         oedema = _blob(rng, shape, c, size * 1.8, 0.15) < 1
@@ -72,13 +72,13 @@ def generate(rng: np.random.Generator, *, shift: bool = False, shape: Sequence[i
         "enhancing": label == 3,
         "necrosis": label == 1,
     }
-    gain = rng.uniform(0.6, 1.4, 4) if shift else rng.uniform(0.9, 1.1, 4)
+    gain = rng.uniform(toward(0.9, 0.6, shift), toward(1.1, 1.4, shift), 4)
     for name, mask in masks.items():  # later tissues overwrite earlier ones
         for ch in range(4):
             image[ch][mask] = _CONTRAST[name][ch] * gain[ch]
     texture = 0.04 * smooth_noise(rng, (4, *shape), (0, 1, 2, 2))
     image = (image + texture) * brain
-    image = np.stack([blur(ch, 1.2 if shift else 0.6) for ch in image])
-    image *= illumination(rng, shape, 0.25 if shift else 0.08)[None]
-    image += rng.normal(0, 0.06 if shift else 0.03, image.shape).astype(np.float32) * brain
+    image = np.stack([blur(ch, toward(0.6, 1.2, shift)) for ch in image])
+    image *= illumination(rng, shape, toward(0.08, 0.25, shift))[None]
+    image += rng.normal(0, toward(0.03, 0.06, shift), image.shape).astype(np.float32) * brain
     return (np.clip(image, 0, None) * 1000).astype(np.float32), label, {}

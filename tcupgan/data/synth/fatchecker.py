@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.spatial import cKDTree
 
-from tcupgan.data.synth.fields import blur, ellipsoid, grid, illumination, smooth_noise
+from tcupgan.data.synth.fields import blur, ellipsoid, grid, illumination, smooth_noise, toward
 
 DEFAULT_SHAPE = (32, 128, 128)
 
@@ -29,7 +29,7 @@ def _membranes(rng: np.random.Generator, shape: Sequence[int], n_cells: int) -> 
     return (dist[:, 1] - dist[:, 0]).reshape(shape).astype(np.float32)
 
 
-def generate(rng: np.random.Generator, *, shift: bool = False, shape: Sequence[int] = DEFAULT_SHAPE):
+def generate(rng: np.random.Generator, *, shift: float = 0.0, shape: Sequence[int] = DEFAULT_SHAPE):
     """One cube: image (1, D, H, W) float32 about 0..1, label (D, H, W) uint8 (1 = lipid droplet)."""
     d, h, w = shape
     image = (
@@ -49,8 +49,8 @@ def generate(rng: np.random.Generator, *, shift: bool = False, shape: Sequence[i
         image = np.where(r < 1, image - rng.uniform(0.12, 0.22) + 0.03 * smooth_noise(rng, shape, 1), image)
 
     label = np.zeros(shape, dtype=np.uint8)
-    size = 0.6 if shift else 1.0
-    contrast = (0.07, 0.16) if shift else (0.14, 0.35)
+    size = toward(1.0, 0.6, shift)
+    contrast = (toward(0.14, 0.07, shift), toward(0.35, 0.16, shift))
     for _ in range(rng.integers(6, 14)):
         radius = rng.uniform(5, 16) * size
         radii = (
@@ -67,9 +67,9 @@ def generate(rng: np.random.Generator, *, shift: bool = False, shape: Sequence[i
         image = np.where(rim, image - rng.uniform(0.15, 0.3), image)
         label[inside] = 1
 
-    image = blur(image, (0.3, 1.4, 1.4) if shift else (0.3, 0.7, 0.7))
-    image *= illumination(rng, shape, 0.25 if shift else 0.1)
-    image += rng.normal(0, 0.07 if shift else 0.035, shape).astype(np.float32)
+    image = blur(image, (0.3, toward(0.7, 1.4, shift), toward(0.7, 1.4, shift)))
+    image *= illumination(rng, shape, toward(0.1, 0.25, shift))
+    image += rng.normal(0, toward(0.035, 0.07, shift), shape).astype(np.float32)
     zz, yy, _ = grid(shape)  # a faint scan-line artefact, as in serial-block-face EM
     image += 0.01 * np.sin(yy * 0.9 + zz * 0.3).astype(np.float32)
     return image[None].astype(np.float32), label, {}

@@ -7,7 +7,19 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["smooth_noise", "illumination", "ellipsoid", "grid", "blur", "normalise"]
+__all__ = ["smooth_noise", "illumination", "ellipsoid", "grid", "blur", "normalise", "toward"]
+
+
+def toward(normal: float, shifted: float, shift: float) -> float:
+    """A scene parameter ``shift`` of the way from its normal to its shifted value.
+
+    Exact at 0 and 1, so the plain and the fully shifted families stay as they were; in between, a
+    milder domain shift (one a model can still learn from a few corrections)."""
+    if shift == 0:
+        return normal
+    if shift == 1:
+        return shifted
+    return normal + (shifted - normal) * shift
 
 
 def smooth_noise(

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
-from tcupgan.data.synth.fields import blur, grid
+from tcupgan.data.synth.fields import blur, grid, toward
 
 DEFAULT_SHAPE = (1, 128, 128)
 N_VOLUNTEERS = 15
@@ -39,7 +39,7 @@ def _volunteer_drawings(rng: np.random.Generator, mask: np.ndarray, p_miss: floa
     return votes / N_VOLUNTEERS
 
 
-def generate(rng: np.random.Generator, *, shift: bool = False, shape: Sequence[int] = DEFAULT_SHAPE):
+def generate(rng: np.random.Generator, *, shift: float = 0.0, shape: Sequence[int] = DEFAULT_SHAPE):
     """One galaxy: image (3, 1, H, W) float32, label (1, H, W) bit flags, attrs with the true bar."""
     _, h, w = shape
     yy, xx = grid((h, w))
@@ -91,9 +91,9 @@ def generate(rng: np.random.Generator, *, shift: bool = False, shape: Sequence[i
     for _ in range(rng.integers(2, 7)):  # field stars
         sy, sx = rng.uniform(0, h), rng.uniform(0, w)
         light += rng.uniform(0.3, 1.5) * np.exp(-((yy - sy) ** 2 + (xx - sx) ** 2) / 1.5)[None]
-    psf = rng.uniform(1.4, 2.2) if shift else rng.uniform(0.7, 1.1)
+    psf = rng.uniform(toward(0.7, 1.4, shift), toward(1.1, 2.2, shift))
     image = np.stack([blur(c, psf) for c in light])
-    image += rng.normal(0, 0.05 if shift else 0.02, image.shape)
+    image += rng.normal(0, toward(0.02, 0.05, shift), image.shape)
     image = np.arcsinh(image / 0.1).astype(np.float32)  # the asinh stretch survey cutouts use
 
     label = (arm_mask.astype(np.uint8) | (bar_mask.astype(np.uint8) << 1))[None]

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
-from tcupgan.data.synth.fields import grid, smooth_noise
+from tcupgan.data.synth.fields import grid, smooth_noise, toward
 
 DEFAULT_SHAPE = (1, 128, 128)
 #                    red   green blue  nir
@@ -23,7 +23,7 @@ _LAND = np.array([0.25, 0.30, 0.20, 0.55])
 _KELP = np.array([0.07, 0.14, 0.12, 0.22])
 
 
-def generate(rng: np.random.Generator, *, shift: bool = False, shape: Sequence[int] = DEFAULT_SHAPE):
+def generate(rng: np.random.Generator, *, shift: float = 0.0, shape: Sequence[int] = DEFAULT_SHAPE):
     """One tile: image (4, 1, H, W) float32 reflectances, label (1, H, W) uint8 (1 = kelp)."""
     _, h, w = shape
     yy, xx = grid((h, w))
@@ -33,11 +33,11 @@ def generate(rng: np.random.Generator, *, shift: bool = False, shape: Sequence[i
     land = shore > 0
     dist_to_land = ndimage.distance_transform_edt(~land)
 
-    near = (dist_to_land > 1) & (dist_to_land < (0.12 if shift else 0.18) * h)
-    beds = smooth_noise(rng, (h, w), 2.5 if shift else 3.5) > (1.0 if shift else 0.6)
+    near = (dist_to_land > 1) & (dist_to_land < toward(0.18, 0.12, shift) * h)
+    beds = smooth_noise(rng, (h, w), toward(3.5, 2.5, shift)) > toward(0.6, 1.0, shift)
     kelp = near & beds & ~land
     density = np.clip(ndimage.gaussian_filter(kelp.astype(np.float32), 1.0) * 1.6, 0, 1)
-    strength = 0.6 if shift else 1.0
+    strength = toward(1.0, 0.6, shift)
 
     bands = np.empty((4, h, w), np.float32)
     texture = smooth_noise(rng, (h, w), 1.5)
@@ -48,9 +48,9 @@ def generate(rng: np.random.Generator, *, shift: bool = False, shape: Sequence[i
 
     cloud = np.clip(smooth_noise(rng, (h, w), h / 10) * 0.9 - rng.uniform(0.6, 1.6), 0, 1)
     bands = bands * (1 - cloud) + 0.8 * cloud
-    gain = rng.uniform(0.7, 1.3, 4) if shift else rng.uniform(0.92, 1.08, 4)
-    haze = 0.06 if shift else 0.0
+    gain = rng.uniform(toward(0.92, 0.7, shift), toward(1.08, 1.3, shift), 4)
+    haze = toward(0.0, 0.06, shift)
     bands = bands * gain[:, None, None] + haze
-    bands += rng.normal(0, 0.012 if shift else 0.006, bands.shape)
+    bands += rng.normal(0, toward(0.006, 0.012, shift), bands.shape)
     label = (kelp & (cloud < 0.5)).astype(np.uint8)
     return bands[:, None].astype(np.float32), label[None], {}
