@@ -28,6 +28,7 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from tcupgan.data import CubeStore, synthesize
+from tcupgan.data.synth import cube_name
 from tcupgan.demo import fit_demo_model
 from tcupgan.inference import predict_store
 from tcupgan.metrics.evaluate import slice_dice
@@ -147,8 +148,8 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     mixed = out / "mixed.zarr"
-    expected = {f"fatchecker-s2-{i:04d}" for i in range(counts["normal"])}
-    expected |= {f"fatchecker-shift-s3-{i:04d}" for i in range(counts["shifted"])}
+    expected = {cube_name("fatchecker", 2, i) for i in range(counts["normal"])}
+    expected |= {cube_name("fatchecker", 3, i, shift=1.0) for i in range(counts["shifted"])}
     if mixed.exists() and not set(CubeStore(mixed).names()) <= expected:  # a rerun may only add cubes
         parser.error(f"{mixed} holds cubes of a study with other counts: choose a new --out")
     shape = (16, 64, 64) if args.quick else None

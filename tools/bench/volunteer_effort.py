@@ -16,7 +16,7 @@ Why 12 shifted cubes (6 in the pool, 6 held out): with 2 + 2, fine-tuning on the
 could *lower* held-out Dice (seed 2: 0.18 -> 0.12; the model learnt those two cubes); with 6 + 6 it raises
 it (seed 2: 0.20 -> 0.25). The full shift stays barely learnable at quick-mode size (held-out Dice ~0.15
 even from true labels); ``--shift 0.5 --epochs 12`` is a setting where corrections clearly help (seed 0:
-0.53 -> 0.59), at ~19 minutes per seed on 2 cores. docs/volunteer-loop.md has the numbers.
+0.53 -> 0.59), at 15-19 minutes per seed on 2 cores. docs/volunteer-loop.md has the numbers.
 
     python -m tools.bench.volunteer_effort --quick     # ~10-15 minutes on 2 CPU cores
     python -m tools.bench.volunteer_effort             # bigger cubes, more rounds and seeds: for a GPU

@@ -19,7 +19,7 @@ from tcupgan.data.store import StoreSpec
 from tcupgan.data.synth import brats, fatchecker, galaxy, kelp
 from tcupgan.errors import InputError
 
-__all__ = ["FAMILIES", "Family", "synthesize", "make_scene"]
+__all__ = ["FAMILIES", "Family", "synthesize", "make_scene", "cube_name"]
 
 #: Split by position so even tiny stores get a validation cube: 6 train, 2 val, 2 test in every ten.
 _SPLIT_CYCLE = ("train", "train", "val", "train", "train", "test", "train", "val", "train", "test")
@@ -80,8 +80,10 @@ def _check_shift(shift: float) -> None:
         raise InputError(f"shift must be between 0 and 1 (1 = the shifted variant), got {shift}")
 
 
-def _shift_tag(shift: float) -> str:
-    return "" if shift == 0 else "-shift" if shift == 1 else f"-shift{shift:g}"
+def cube_name(kind: str, seed: int, index: int, shift: float = 0.0) -> str:
+    """The name :func:`synthesize` gives cube ``index`` of ``seed`` (``-shift``; ``-shift0.5`` half way)."""
+    tag = "" if shift == 0 else "-shift" if shift == 1 else f"-shift{shift:g}"
+    return f"{kind}{tag}-s{seed}-{index:04d}"
 
 
 def synthesize(
@@ -109,7 +111,7 @@ def synthesize(
     store = family.spec.open(out)
     report = IngestReport()
     for i in tqdm(range(n), desc=f"synth {kind}", unit="cube", disable=None):
-        name = f"{kind}{_shift_tag(shift)}-s{seed}-{i:04d}"
+        name = cube_name(kind, seed, i, shift)
         if name in store and not overwrite:
             report.skipped.append(name)
             continue
