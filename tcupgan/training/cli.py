@@ -28,6 +28,9 @@ class TCuPGANCLI(LightningCLI):
             parser.link_arguments(f"data.{field}", f"model.{field}", apply_on="instantiate")
 
     def before_fit(self) -> None:
+        config = self.config_init[self.subcommand]
+        if config.get("ckpt_path") == "last":
+            config["ckpt_path"] = latest_checkpoint(self.trainer)
         callbacks = self.trainer.checkpoint_callbacks
         if any(cb.monitor and cb.save_last for cb in callbacks) and all(cb.monitor for cb in callbacks):
             log.warning(
@@ -35,6 +38,26 @@ class TCuPGANCLI(LightningCLI):
                 "copy of the best checkpoint, not the last epoch (resuming from it loses epochs). Add an "
                 "unmonitored ModelCheckpoint with `filename: last`, as configs/demo.yaml does"
             )
+
+
+def latest_checkpoint(trainer) -> str | None:
+    """The newest ``last.ckpt`` of earlier runs in the same run folder, for ``--ckpt_path last``.
+
+    Lightning looks for "last" only in this run's own checkpoint folder, which the logger has just made
+    new (``version_N+1``), so without this it silently starts from scratch. The resumed run logs to its
+    new version folder (a CSVLogger reopening the old one would delete its metrics.csv).
+    """
+    roots = {Path(trainer.default_root_dir)}
+    if getattr(trainer.logger, "root_dir", None):
+        roots.add(Path(trainer.logger.root_dir))
+    found = {p for root in roots for p in root.glob("**/checkpoints/last.ckpt")}
+    if not found:
+        where = " or ".join(sorted(map(str, roots)))
+        log.warning("--ckpt_path last: no last.ckpt under %s yet; training starts from scratch", where)
+        return None
+    newest = max(found, key=lambda p: p.stat().st_mtime)
+    log.info("resuming from %s", newest)
+    return str(newest)
 
 
 def run_fit(argv: Sequence[str]) -> TCuPGANCLI:

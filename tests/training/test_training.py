@@ -164,10 +164,15 @@ def test_critic_calibration_trains_the_discriminator_alone_and_last_ckpt_is_the_
     assert all(not torch.equal(first[k], last[k]) for k in disc)
     best = ckpts["best-epoch=00.ckpt"]["state_dict"]
     assert any(not torch.equal(best[k], last[k]) for k in disc)
-    # resumed (--ckpt_path) it goes on at epoch 3 with its one optimizer; the generator stays unchanged
-    resume = [*small, *calibrate, "--ckpt_path", critic]
-    resumed = fit_config(DEMO_CONFIG, store, tmp_path / "critic", epochs=4, **run, extra=resume)
-    resumed = torch.load(resumed, weights_only=False)
+    # resumed (--ckpt_path last: the README's command) it goes on at epoch 3 with its one optimizer, in a
+    # new version folder; the generator stays unchanged
+    resume = [*small, *calibrate, "--ckpt_path", "last"]
+    resumed_path = fit_config(DEMO_CONFIG, store, tmp_path / "critic", epochs=4, **run, extra=resume)
+    version = Path(resumed_path).parent.parent
+    assert version.name == "version_1"
+    epochs = np.loadtxt(version / "metrics.csv", delimiter=",", skiprows=1, usecols=0)
+    assert set(epochs.tolist()) == {3}  # only the one new epoch was trained, not a fresh start at 0
+    resumed = torch.load(resumed_path, weights_only=False)
     assert resumed["epoch"] == 3 and len(resumed["optimizer_states"]) == 1
     assert all(torch.equal(first[k], resumed["state_dict"][k]) for k in first if k.startswith("generator."))
     assert all(not torch.equal(last[k], resumed["state_dict"][k]) for k in disc)

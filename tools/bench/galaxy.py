@@ -23,6 +23,7 @@ import numpy as np
 from tcupgan.data import CubeStore, synthesize
 from tcupgan.galaxy import measure_galaxy
 from tcupgan.inference import predict_store
+from tcupgan.metrics.evaluate import slice_dice
 from tcupgan.training.cli import fit_config
 from tcupgan.viz import display_image, outline, save_panels
 from tools.bench.common import bench_cli
@@ -31,7 +32,8 @@ CONFIG = Path(__file__).resolve().parents[2] / "configs" / "galaxy_spiral_bar.ya
 
 
 def _dice(pred: np.ndarray, truth: np.ndarray) -> float:
-    return float(2 * (pred & truth).sum() / max(pred.sum() + truth.sum(), 1))
+    """Dice of one (H, W) mask, by evaluate's rule (1 when both are empty)."""
+    return float(slice_dice(pred[None], truth[None])[0])
 
 
 def score(maps: np.ndarray, label: np.ndarray, attrs: dict) -> dict:
