@@ -89,3 +89,35 @@ def test_bench_all_tiny_writes_json_and_renders_the_document(tmp_path):
     assert set(transfer) == {"0.25", "1.0"} and all(0 <= r["scratch"]["mean"] <= 1 for r in transfer.values())
     assert bench["galaxy"]["test_galaxies"] == 2
     assert 0 <= bench["data_time"]["configured"]["data_share"] < 1 and "time waiting for data" in doc
+
+
+def test_effort_summary_counts_effort_and_the_share_of_the_correction_gain():
+    """Effort = slices until 95% of the all-corrected Dice; a seed whose uncorrected fine-tune already gets
+    there is left out; the gain share has no cliff: a curve just under the target still scores."""
+    from tools.bench.volunteer_effort import summarise
+
+    def seed(uncorrected, curves, effort):
+        return {
+            "pool_slices": 40,
+            "uncorrected_dice": uncorrected,
+            "all_corrected_dice": 0.8,
+            "uncorrected_reaches_target": uncorrected >= 0.76,
+            "curves": curves,
+            "effort": effort,
+        }
+
+    curves = {"discriminator": [(0, 0.4), (8, 0.75), (16, 0.75)], "random": [(0, 0.4), (8, 0.6), (16, 0.78)]}
+    measured = seed(0.4, curves, {"discriminator": None, "random": 16})
+    flat = [(0, 0.77), (8, 0.1)]
+    silent = seed(0.77, {"discriminator": flat, "random": flat}, {"discriminator": 8, "random": 8})
+    out = summarise([measured, silent], ["discriminator", "random"])
+    assert out["seeds_without_signal"] == 1
+    assert (
+        out["discriminator"]["effort_reduction_mean"] == 0
+        and out["discriminator"]["seeds_not_reaching_target"] == 1
+    )
+    assert (
+        abs(out["random"]["effort_reduction_mean"] - 0.6) < 1e-9 and out["discriminator"]["minus_random"] < 0
+    )
+    assert abs(out["discriminator"]["gain_share_mean"] - 0.875) < 1e-9  # (0.35 / 0.4 + 0.35 / 0.4) / 2
+    assert abs(out["random"]["gain_share_mean"] - 0.725) < 1e-9  # (0.2 / 0.4 + 0.38 / 0.4) / 2

@@ -140,21 +140,33 @@ def summarise(seeds: list[dict], strategies: Sequence[str]) -> dict:
 
     A seed whose fine-tune without corrections already reaches 95% of the all-corrected Dice (corrections
     did not help at all) measures nothing and is left out and counted. An unreached target counts as every
-    pool slice corrected (reduction 0): a lower bound on effort.
+    pool slice corrected (reduction 0): a lower bound on effort. ``gain_share`` is a complement without the
+    target's cliff (a curve at 94.9% of the reference counts as no reduction at all): the share of the
+    whole pool's correction gain (all corrected minus nothing corrected) a strategy's rounds hold, averaged
+    over its rounds.
     """
     usable = [res for res in seeds if not res["uncorrected_reaches_target"]]
     out: dict = {"seeds_without_signal": len(seeds) - len(usable)}
     for s in strategies:
         reductions = [1 - (res["effort"][s] or res["pool_slices"]) / res["pool_slices"] for res in usable]
+        gains = [gain_share(res, s) for res in usable]
         out[s] = {
             "effort_reduction_mean": float(np.mean(reductions)) if reductions else None,
             "effort_reduction_std": float(np.std(reductions)) if reductions else None,
             "seeds_not_reaching_target": sum(res["effort"][s] is None for res in usable),
+            "gain_share_mean": float(np.mean(gains)) if gains else None,
+            "gain_share_std": float(np.std(gains)) if gains else None,
         }
     if "random" in out and usable:
         for s in strategies:
             out[s]["minus_random"] = out[s]["effort_reduction_mean"] - out["random"]["effort_reduction_mean"]
     return out
+
+
+def gain_share(res: dict, strategy: str) -> float:
+    """Mean over a strategy's rounds of (Dice - nothing corrected) / (all corrected - nothing corrected)."""
+    gain = res["all_corrected_dice"] - res["uncorrected_dice"]
+    return float(np.mean([(d - res["uncorrected_dice"]) / gain for _, d in res["curves"][strategy][1:]]))
 
 
 def figure(seeds: list[dict], path: Path) -> None:
