@@ -5,8 +5,8 @@
 
 Predicts a mix of normal and domain-shifted (``--shift``) fatchecker cubes, then for every slice with
 content compares the strategies' rankings with the true per-slice error: the Spearman correlation of
-discriminator realness (and entropy) with per-slice Dice error, and the share of the total error that
-the top 10% / 20% of slices of each ranking hold, against random (mean of 20 seeds). Two totals:
+discriminator realness (and novelty, and entropy) with per-slice Dice error, and the share of the total
+error that the top 10% / 20% of slices of each ranking hold, against random (mean of 20 seeds). Two totals:
 misclassified voxels (``error_share``) and summed per-slice Dice error (``dice_error_share``), each with
 the ``oracle``'s share (ranking by the true error: the most any ranking can hold), and how many of each
 ranking's top 20% come from the shifted cubes (``shifted_share_top20%``).
@@ -14,6 +14,9 @@ Writes ``selection_quality.json`` and ``selection_quality.png`` under ``--out``.
 
     python -m tools.selection_study --out study-ablation --fit-args "--model.disc_corrupted 0"
     python -m tools.selection_study --out study-rare --ckpt CKPT --normal 10 --shifted 2   # rare shift
+
+Novelty compares with the labelled training slices of ``--reference`` (default: the study's
+``train.zarr``, the 10 fatchecker cubes the demo model trains on, synthesised when missing).
 """
 
 from __future__ import annotations
@@ -52,15 +55,16 @@ def captured(order: list[tuple[str, int]], error: dict[tuple[str, int], float], 
 
 def study(store_path: Path, out: Path) -> dict:
     store = CubeStore(store_path)
-    wrong, dice_error, realness, entropy, shifted = {}, {}, {}, {}, {}
+    wrong, dice_error, realness, novelty, entropy, shifted = {}, {}, {}, {}, {}, {}
     rankings: dict[str, list[list[tuple[str, int]]]] = {}
-    for strategy in ("discriminator", "entropy", "hybrid", "random"):
+    for strategy in ("discriminator", "novelty", "entropy", "hybrid", "random"):
         seeds = range(20) if strategy == "random" else [0]
         for seed in seeds:
             rows = select_slices(store_path, 10**9, strategy=strategy, min_gap=1, seed=seed)
             rankings.setdefault(strategy, []).append([(r["cube"], r["slice"]) for r in rows])
             for r in rows:
                 realness[(r["cube"], r["slice"])] = r["realness"]
+                novelty[(r["cube"], r["slice"])] = r["novelty"]
                 entropy[(r["cube"], r["slice"])] = r["entropy"]
     for name in store.names():
         w, d = slice_errors(store, name)
@@ -74,6 +78,7 @@ def study(store_path: Path, out: Path) -> dict:
         "slices": len(keys),
         "cubes": len(store.names()),
         "spearman_realness_vs_dice_error": float(spearmanr([realness[k] for k in keys], errors)[0]),
+        "spearman_novelty_vs_dice_error": float(spearmanr([novelty[k] for k in keys], errors)[0]),
         "spearman_entropy_vs_dice_error": float(spearmanr([entropy[k] for k in keys], errors)[0]),
         "mean_dice_error": {
             "normal": float(np.mean([dice_error[k] for k in keys if not shifted[k]])),
@@ -98,14 +103,16 @@ def study(store_path: Path, out: Path) -> dict:
     for f in FRACTIONS:
         key = f"top{int(f * 100)}%"
         for table in ("error_share", "dice_error_share"):
-            ratio = result[table]["discriminator"][key] / result[table]["random"][key]
-            result[f"discriminator_vs_random_{table}_{key}"] = ratio
-    _figure(rankings, wrong, realness, dice_error, shifted, out / "selection_quality.png", result)
+            for strategy in ("discriminator", "novelty"):
+                ratio = result[table][strategy][key] / result[table]["random"][key]
+                result[f"{strategy}_vs_random_{table}_{key}"] = ratio
+    scores = {"realness": realness, "novelty": novelty}
+    _figure(rankings, wrong, scores, dice_error, shifted, out / "selection_quality.png", result)
     return result
 
 
-def _figure(rankings, wrong, realness, dice_error, shifted, path: Path, result: dict) -> None:
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+def _figure(rankings, wrong, scores, dice_error, shifted, path: Path, result: dict) -> None:
+    fig, (left, *right) = plt.subplots(1, 3, figsize=(16, 4.2))
     steps = np.linspace(0.01, 1, 100)
     for strategy, orders in rankings.items():
         curve = [np.mean([captured(o, wrong, s) for o in orders]) for s in steps]
@@ -117,10 +124,12 @@ def _figure(rankings, wrong, realness, dice_error, shifted, path: Path, result: 
     left.legend()
     keys = sorted(wrong)
     colour = ["tab:red" if shifted[k] else "tab:blue" for k in keys]
-    right.scatter([realness[k] for k in keys], [dice_error[k] for k in keys], s=6, c=colour, alpha=0.6)
-    rho = result["spearman_realness_vs_dice_error"]
-    right.set(xlabel="discriminator realness of (slice, prediction)", ylabel="per-slice Dice error",
-              title=f"Realness vs error (Spearman {rho:.2f}; red = shifted cubes)")  # fmt: skip
+    labels = {"realness": "discriminator realness", "novelty": "novelty (distance of its features)"}
+    for ax, (name, score) in zip(right, scores.items(), strict=True):
+        ax.scatter([score[k] for k in keys], [dice_error[k] for k in keys], s=6, c=colour, alpha=0.6)
+        rho = result[f"spearman_{name}_vs_dice_error"]
+        ax.set(xlabel=f"{labels[name]} of (slice, prediction)", ylabel="per-slice Dice error",
+               title=f"{name.capitalize()} vs error (Spearman {rho:.2f}; red = shifted)")  # fmt: skip
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -133,6 +142,7 @@ def main() -> None:
     )
     parser.add_argument("--out", required=True, help="folder for stores, the run and the results")
     parser.add_argument("--ckpt", help="a trained checkpoint (default: train the demo model first)")
+    parser.add_argument("--reference", help="store of the labelled training cubes (default: OUT/train.zarr)")
     parser.add_argument("--epochs", type=int, default=18, help="epochs when training (18)")
     parser.add_argument("--seed", type=int, default=0, help="training seed (0)")
     parser.add_argument("--fit-args", default="", help='further fit arguments, e.g. "--model.lr_d 3e-3"')
@@ -154,16 +164,17 @@ def main() -> None:
         parser.error(f"{mixed} holds cubes of a study with other counts: choose a new --out")
     shape = (16, 64, 64) if args.quick else None
     ckpt = args.ckpt
-    if ckpt is None:
-        train = out / "train.zarr"
+    train = out / "train.zarr"
+    if args.reference is None or ckpt is None:  # the demo model's training cubes; skips what exists
         synthesize("fatchecker", train, n=4 if args.quick else 10, seed=0, shape=shape)
+    if ckpt is None:
         ckpt = fit_demo_model(
             train, out / "run", 1 if args.quick else args.epochs, args.quick, seed=args.seed,
             extra=shlex.split(args.fit_args),
         )  # fmt: skip
     synthesize("fatchecker", mixed, n=counts["normal"], seed=2, shape=shape)
     synthesize("fatchecker", mixed, n=counts["shifted"], seed=3, shift=True, shape=shape)
-    predict_store(ckpt, mixed)
+    predict_store(ckpt, mixed, reference=args.reference or train)
     result = study(mixed, out)
     result["checkpoint"] = str(ckpt)
     (out / "selection_quality.json").write_text(json.dumps(result, indent=1))

@@ -111,7 +111,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
         raise ConfigError("give --store STORE, or --input FILES --out DIR for a quick run without a store")
     report = predict_store(
         args.ckpt, args.store, cubes=args.cubes, split=args.split, overwrite=args.overwrite,
-        device=args.device, **options,
+        device=args.device, reference=args.reference, **options,
     )  # fmt: skip
     print(f"{args.store}: {report}")
 
@@ -330,6 +330,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="drop predicted components under N voxels, or per label value: 3=50,1=100 (default off)",
     )  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="redo cubes this checkpoint already predicted")
+    p.add_argument(
+        "--reference",
+        help="store whose labelled train-split cubes are 'familiar' for slice_novelty (default: --store)",
+    )
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument(
         "--precision", choices=["32", "bf16"], default="32",

@@ -103,8 +103,10 @@ def add_volunteer_commands(sub) -> None:
     p.add_argument("--store", required=True, help="cube store with predictions (tcupgan predict)")
     p.add_argument("--budget", type=int, required=True, help="number of slices to select")
     p.add_argument(
-        "--strategy", default="discriminator", choices=["discriminator", "entropy", "random", "hybrid"]
-    )
+        "--strategy", default="discriminator",  # checked by select_slices: importing it here is slow
+        help="discriminator (default): low realness first; novelty: the discriminator's features farthest "
+        "from the training slices'; entropy; random (the baseline); hybrid: realness and entropy ranks",
+    )  # fmt: skip
     p.add_argument("--per-cube", type=int, help="at most this many slices per cube")
     p.add_argument(
         "--min-gap", type=int, default=2,

@@ -10,7 +10,10 @@ Per cube it writes, each atomically:
   * ``prediction`` uint8 (D, H, W): the hard mask by the task's rule (binary threshold, BraTS regions
     → labels 1/2/3, multilabel bit flags);
   * ``slice_scores`` float32 (D,): the discriminator's realness of (image, predicted mask) per slice;
-  * ``slice_entropy`` float32 (D,): mean binary predictive entropy per slice (bits).
+  * ``slice_entropy`` float32 (D,): mean binary predictive entropy per slice (bits);
+  * ``slice_novelty`` float32 (D,): distance of the slice's discriminator features (image with the stored
+    probabilities) from the labelled training slices' (:mod:`tcupgan.inference.novelty`), when there are
+    labelled training cubes.
 The arrays record the checkpoint's fingerprint and the settings; a cube already predicted by the same
 checkpoint with the same settings is skipped, so an interrupted run resumes where it stopped.
 """
@@ -35,6 +38,7 @@ from tqdm.auto import tqdm
 from tcupgan.data.store import CubeStore
 from tcupgan.data.transforms import normalise
 from tcupgan.errors import InputError, StoreError
+from tcupgan.inference.novelty import FeatureReference, fit_reference, slice_novelty
 
 __all__ = [
     "PredictReport",
@@ -47,7 +51,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-OUTPUTS = ("probability", "prediction", "slice_scores", "slice_entropy")
+OUTPUTS = ("probability", "prediction", "slice_scores", "slice_entropy", "slice_novelty")
 
 
 @dataclass
@@ -168,8 +172,9 @@ def predict_cube(
     min_size: int | Mapping[int, int] = 0,
     fingerprint: str = "",
     overwrite: bool = False,
+    reference: FeatureReference | None = None,
 ) -> None:
-    """Predict one cube block by block and write the four output arrays atomically.
+    """Predict one cube block by block and write the output arrays atomically.
 
     The generator runs in whatever dtype its weights have (see :func:`set_precision`); probabilities,
     the discriminator's scores and everything written are computed in float32.
@@ -187,7 +192,7 @@ def predict_cube(
     dtype = next(model.generator.parameters()).dtype
     meta = {
         "checkpoint": fingerprint, "roi": roi, "overlap": overlap, "tta": tta, "min_size": min_size,
-        "precision": PRECISIONS_BY_DTYPE[dtype],
+        "precision": PRECISIONS_BY_DTYPE[dtype], "novelty_reference": reference.source if reference else "",
     }  # fmt: skip
 
     def generate(x: torch.Tensor) -> torch.Tensor:
@@ -238,7 +243,10 @@ def predict_cube(
     store.write_array(
         name, "slice_scores", (score_sum / score_n).astype(np.float32), attrs=meta, overwrite=True
     )
-    store.write_array(
+    if reference is not None:
+        novelty = slice_novelty(model, store, name, reference)
+        store.write_array(name, "slice_novelty", novelty, attrs=meta, overwrite=True)
+    store.write_array(  # written last: its attributes mark the cube as done
         name, "slice_entropy", (entropy_sum / (h * w)).astype(np.float32), attrs=meta, overwrite=True
     )
 
@@ -258,8 +266,12 @@ def predict_store(
     precision: str = "32",
     rank: int | None = None,
     world_size: int | None = None,
+    reference: str | Path | None = None,
 ) -> PredictReport:
     """Predict every selected cube of a store with a checkpoint; skips cubes this checkpoint already did.
+
+    ``reference``: the store whose labelled train-split cubes define "familiar" for ``slice_novelty``
+    (default: this store); without any, novelty is left out with a warning.
 
     Distributed: started once per process (``torchrun``, ``srun``, one per GPU), each process takes every
     ``world_size``-th cube from ``rank`` (read from the RANK/WORLD_SIZE or SLURM_PROCID/SLURM_NTASKS
@@ -290,9 +302,15 @@ def predict_store(
     roi = [int(r) for r in roi]
     if isinstance(min_size, Mapping):  # JSON attrs keep string keys: compare like with like
         min_size = {str(k): int(v) for k, v in min_size.items()}
+    features = fit_reference(model, reference or store_path)
+    if features is None:
+        log.warning(
+            "no labelled train-split cubes in %s: slice_novelty is left out (`tcupgan select --strategy "
+            "novelty` needs it); pass --reference TRAIN_STORE", reference or store_path,
+        )  # fmt: skip
     settings = {
         "checkpoint": fingerprint, "overlap": overlap, "tta": tta, "min_size": min_size,
-        "precision": precision,
+        "precision": precision, "novelty_reference": features.source if features else "",
     }  # fmt: skip
     report = PredictReport()
     for name in tqdm(names, desc="predict", unit="cube", disable=None):
@@ -306,7 +324,7 @@ def predict_store(
         redo = overwrite or any(key in cube for key in OUTPUTS)  # outputs of another checkpoint or a crash
         predict_cube(
             model, store, name, roi=roi, overlap=overlap, tta=tta, min_size=min_size, fingerprint=fingerprint,
-            overwrite=redo,
+            overwrite=redo, reference=features,
         )  # fmt: skip
         report.predicted.append(name)
     return report

@@ -71,12 +71,21 @@ class PatchDiscriminator(nn.Module):
 
     def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """image (B, C, D, H, W), mask (B, K, D, H, W) in [0, 1] → patch logits (B, 1, D, h, w)."""
+        return self.head(self.features(image, mask))
+
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        """Patch logits from :meth:`features`: predict computes the features once for both scores."""
+        return self.net[-1](features)
+
+    def features(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The last block's activations (B, C, D, h, w), before the 1-channel head: what the discriminator
+        has learnt to see in (image, mask) pairs; selection measures how far a slice's lie from training's."""
         if image.shape[1] != self.image_channels or mask.shape[1] != self.mask_channels:
             raise ValueError(
                 f"expected image with {self.image_channels} and mask with {self.mask_channels} channels, "
                 f"got {tuple(image.shape)} and {tuple(mask.shape)}"
             )
-        return self.net(torch.cat([image, mask], dim=1))
+        return self.net[:-1](torch.cat([image, mask], dim=1))
 
     def slice_scores(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Realness per slice, (B, D) in [0, 1]: the mean patch probability of each slice."""

@@ -1,8 +1,9 @@
 """``tcupgan select``: choose the slices volunteers should correct.
 
 Slices are ranked by how poorly generalised they look — low discriminator realness first
-(``discriminator``), high predictive entropy (``entropy``), a seeded shuffle (``random``, the baseline) or
-the mean of the first two ranks (``hybrid``) — then picked greedily under four rules that spread a budget
+(``discriminator``), distance of the discriminator's features from the training slices' (``novelty``),
+high predictive entropy (``entropy``), a seeded shuffle (``random``, the baseline) or the mean of the
+realness and entropy ranks (``hybrid``) — then picked greedily under four rules that spread a budget
 of volunteer effort: slices without content are skipped, slices volunteers already corrected (harvested
 in an earlier round) are never sent again, a cube gives at most ``per_cube`` new slices, and slices of one
 cube are at least ``min_gap`` apart from each other and from its corrected slices (neighbouring slices
@@ -24,8 +25,8 @@ from tcupgan.tables import write_csv
 
 __all__ = ["STRATEGIES", "select_slices", "write_selection", "read_selection"]
 
-STRATEGIES = ("discriminator", "entropy", "random", "hybrid")
-FIELDS = ("cube", "slice", "realness", "entropy", "content", "priority", "rank", "strategy")
+STRATEGIES = ("discriminator", "novelty", "entropy", "random", "hybrid")
+FIELDS = ("cube", "slice", "realness", "novelty", "entropy", "content", "priority", "rank", "strategy")
 
 
 def _ranks(values: np.ndarray) -> np.ndarray:
@@ -79,22 +80,32 @@ def select_slices(
         cube = store[name]
         realness = cube["slice_scores"][...]
         entropy = cube["slice_entropy"][...] if "slice_entropy" in cube else np.zeros_like(realness)
+        novelty = _novelty(cube, name, needed=strategy == "novelty")
         content = content_fraction(store, name)
         near[name] = cube.corrected_slices
         corrected = set(near[name])
         for z in np.nonzero(content >= min_content)[0]:
             if z in corrected:
                 continue
-            candidates.append((name, int(z), float(realness[z]), float(entropy[z]), float(content[z])))
+            candidates.append(
+                (
+                    name,
+                    int(z),
+                    float(realness[z]),
+                    None if novelty is None else float(novelty[z]),
+                    float(entropy[z]),
+                    float(content[z]),
+                )  # fmt: skip
+            )
     if not candidates:
         raise StoreError(
             f"no slice left to select: every slice has less than {min_content:.0%} content (lower "
             "--min-content) or volunteers already corrected it"
         )
-    realness = np.array([c[2] for c in candidates])
-    entropy = np.array([c[3] for c in candidates])
+    realness, novelty, entropy = (np.array([c[i] for c in candidates]) for i in (2, 3, 4))
     priority = {
         "discriminator": 1 - realness,
+        "novelty": novelty,
         "entropy": entropy,
         "random": np.random.default_rng(seed).random(len(candidates)),
         "hybrid": (_ranks(1 - realness) + _ranks(entropy)) / 2,
@@ -102,7 +113,7 @@ def select_slices(
     chosen: list[dict] = []
     picked = dict.fromkeys(predicted, 0)  # new slices per cube, for per_cube
     for i in np.argsort(-priority, kind="stable"):
-        name, z, r, e, c = candidates[i]
+        name, z, r, v, e, c = candidates[i]
         if (per_cube and picked[name] >= per_cube) or any(abs(z - p) < min_gap for p in near[name]):
             continue
         picked[name] += 1
@@ -112,6 +123,7 @@ def select_slices(
                 "cube": name,
                 "slice": z,
                 "realness": r,
+                "novelty": v,
                 "entropy": e,
                 "content": c,
                 "priority": float(priority[i]),
@@ -122,6 +134,22 @@ def select_slices(
         if len(chosen) == budget:
             break
     return chosen
+
+
+def _novelty(cube, name: str, *, needed: bool) -> np.ndarray | None:
+    """A cube's ``slice_novelty``; None (an empty CSV cell) when missing or left by another checkpoint's
+    predict run, an error when the strategy needs it."""
+    fresh = "slice_novelty" in cube and (
+        cube["slice_novelty"].attrs.get("checkpoint") == cube["slice_scores"].attrs.get("checkpoint")
+    )
+    if fresh:
+        return cube["slice_novelty"][...]
+    if needed:
+        raise StoreError(
+            f"cube '{name}' has no slice_novelty from its latest predict run: predict with labelled "
+            "train-split cubes in the store, or `tcupgan predict --reference TRAIN_STORE`"
+        )
+    return None
 
 
 def write_selection(rows: list[dict], path: str | Path) -> Path:

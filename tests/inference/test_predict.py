@@ -52,6 +52,43 @@ def test_predict_writes_outputs_for_odd_sizes(trained):
     assert entropy.shape == (10,) and entropy.min() >= 0 and entropy.max() <= 1
 
 
+def test_novelty_measures_distance_from_the_labelled_training_slices(trained, tmp_path, caplog):
+    """slice_novelty: Mahalanobis distance of the discriminator's pooled features from the train cubes'.
+    Computed from the train slices themselves (with their true masks, predict's blocks and all) it stays
+    near the reference's spread; a cube whose image is inverted lies far outside it. Without labelled train
+    cubes there is no reference: novelty is left out and the run says how to get one."""
+    from tcupgan.inference.novelty import FeatureReference, fit_reference
+    from tcupgan.inference.predict import load_model
+
+    ref = FeatureReference(np.zeros(2), np.diag([1.0, 0.25]), slices=10, source="x")
+    np.testing.assert_allclose(ref.distance(np.array([[3.0, 0.0], [0.0, 4.0], [0.0, 0.0]])), [3, 2, 0])
+
+    store_path, ckpt = trained
+    reference = fit_reference(load_model(ckpt), store_path)
+    train = CubeStore(store_path).names(split="train")
+    assert (
+        reference is not None and reference.slices >= 10 and reference.source.endswith(f":{reference.slices}")
+    )
+    odd = tmp_path / "odd.zarr"
+    synthesize("fatchecker", odd, n=1, seed=5, shape=(10, 50, 45))
+    cube = CubeStore(odd)["fatchecker-s5-0000"]
+    inverted = CubeStore(odd, mode="r+")
+    inverted.write_cube(
+        "inverted", cube.image[...].max() - cube.image[...], cube.label[...], attrs={"split": "test"}
+    )
+    predict_store(ckpt, odd, roi=(8, 32, 32), reference=store_path)
+    predict_store(ckpt, store_path, roi=(8, 32, 32), cubes=train, overwrite=True)
+    familiar = np.concatenate([CubeStore(store_path)[n]["slice_novelty"][...] for n in train])
+    unfamiliar = CubeStore(odd)["inverted"]["slice_novelty"][...]
+    assert np.isfinite(familiar).all() and np.median(unfamiliar) > np.median(familiar)
+
+    unlabelled = tmp_path / "unlabelled.zarr"
+    store = CubeStore.create(unlabelled, task="binary", channel_names=["em"], class_names=["lipid droplet"])
+    store.write_cube("c", cube.image[...], attrs={"split": "train"})
+    predict_store(ckpt, unlabelled, roi=(8, 32, 32))
+    assert "slice_novelty" not in CubeStore(unlabelled)["c"] and "--reference" in caplog.text
+
+
 def test_rerun_skips_and_interrupted_run_resumes(trained, tmp_path, monkeypatch):
     _, ckpt = trained
     store_path = tmp_path / "fresh.zarr"

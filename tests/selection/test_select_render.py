@@ -59,6 +59,26 @@ def test_strategies_and_determinism(scored):
         select_slices(scored, 3, strategy="best")
 
 
+def test_novelty_picks_the_farthest_slices_and_needs_a_fresh_novelty_array(scored):
+    store = CubeStore(scored, mode="r+")
+    with pytest.raises(StoreError, match="--reference"):
+        select_slices(scored, 2, strategy="novelty")
+    c1 = {"checkpoint": "c1"}
+    for name, novelty in (("a", [1, 9, 2, 3, 8, 1]), ("b", [99, 4, 7, 1, 1, 1])):
+        store.write_array(name, "slice_scores", store[name]["slice_scores"][...], attrs=c1, overwrite=True)
+        store.write_array(name, "slice_novelty", np.array(novelty, np.float32), attrs=c1)
+    rows = select_slices(scored, 3, strategy="novelty", min_gap=2)
+    assert [(r["cube"], r["slice"]) for r in rows] == [("a", 1), ("a", 4), ("b", 2)]  # b/0 is empty
+    assert [r["novelty"] for r in rows] == [9, 8, 7]
+    # a later predict by another checkpoint (without a reference) leaves the old novelty behind: refused
+    store.write_array(
+        "b", "slice_scores", store["b"]["slice_scores"][...], attrs={"checkpoint": "c2"}, overwrite=True
+    )
+    with pytest.raises(StoreError, match="'b' has no slice_novelty"):
+        select_slices(scored, 3, strategy="novelty")
+    assert len(select_slices(scored, 3)) == 3  # the other strategies do not need it
+
+
 def test_render_frames_respect_zooniverse_limits_and_ids_are_stable(scored, tmp_path):
     selection = write_selection(select_slices(scored, 3), tmp_path / "sel.csv")
     manifest = render_subjects(scored, selection, tmp_path / "subjects")

@@ -39,12 +39,12 @@ import numpy as np
 from tcupgan.data import CubeStore
 from tcupgan.demo import build_stores, dice, fit_demo_model
 from tcupgan.inference import predict_store
-from tcupgan.selection import select_slices
+from tcupgan.selection import STRATEGIES, select_slices
 from tcupgan.zooniverse.harvest import default_tool_values, write_corrections
 from tcupgan.zooniverse.volunteers import simulate_consensus
 from tools.bench.common import bench_cli
 
-STRATEGIES = ("discriminator", "entropy", "hybrid", "random")
+DEFAULT_STRATEGIES = ("discriminator", "entropy", "hybrid", "random")  # + novelty by --strategies
 SETTINGS = (
     "quick", "tiny", "shift", "shifted_cubes", "rounds", "budget", "base_epochs", "epochs", "seeds",
     "samples", "corrections_share", "fit_args",
@@ -234,7 +234,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--corrections-share", type=float, default=0.5,
         help="share of fine-tuning crops from corrected cubes (0.5; 0 = drawn like any cube, as before)",
     )  # fmt: skip
-    p.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
+    p.add_argument("--strategies", nargs="+", default=list(DEFAULT_STRATEGIES), choices=STRATEGIES)
     p.add_argument("--fit-args", default="", help='further fit arguments for every fit (ablations), e.g. '
                    '"--model.disc_corrupted 0.5"')  # fmt: skip
     p.add_argument("--figure", help="PNG of the learning curves")

@@ -1,0 +1,130 @@
+"""Slice novelty: how far a (slice, predicted mask) pair lies from the training slices, in the space of
+the discriminator's own features.
+
+Why not the discriminator's realness alone: trained to tell true masks from the generator's *on the
+training domain*, its score on an unfamiliar slice says little (docs/volunteer-loop.md measures it), while
+the features it computes on the way still describe image and mask together. Per slice they are pooled
+to the mean and standard deviation of each channel over the plane, and compared with the same vectors of
+the labelled training slices (image with its true mask, the pairs it learnt as real) by Mahalanobis
+distance: the usual out-of-distribution score over a network's features. Large = unlike anything it was
+trained on = worth a volunteer's time.
+
+Both sides are computed the same way, on whole planes a slab of slices at a time: features of predict's
+blocks would differ from whole-plane ones (per-slice normalisation over another extent, borders), and
+the distance would measure the blocking instead of the slice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tcupgan.data.store import CubeStore
+from tcupgan.data.transforms import label_to_target, normalise
+
+__all__ = ["FeatureReference", "fit_reference", "slice_novelty", "slice_features"]
+
+log = logging.getLogger(__name__)
+SLAB_VOXELS = 1 << 22  # per channel: 16 slices of 512 x 512 at a time
+
+
+@dataclass
+class FeatureReference:
+    """Mean and precision of the training slices' pooled features; ``source`` names them for settings."""
+
+    mean: np.ndarray
+    precision: np.ndarray
+    slices: int
+    source: str
+
+    def distance(self, pooled: np.ndarray) -> np.ndarray:
+        """Mahalanobis distance of (N, F) pooled feature vectors from the training slices."""
+        d = pooled - self.mean
+        return np.sqrt(np.maximum(np.einsum("nf,fg,ng->n", d, self.precision, d), 0))
+
+
+@torch.no_grad()
+def slice_features(
+    model, store: CubeStore, name: str, mask: Callable[[slice], np.ndarray], slices: np.ndarray | None = None
+) -> np.ndarray:
+    """Pooled discriminator features (len(slices), 2C) of a cube's slices (default all) with ``mask(zs)``
+    giving the (K, d, H, W) mask of slab ``zs``; whole planes, a slab at a time (memory stays a slab;
+    with ``depth_kernel`` 1 each slice is scored alone, so slabs change nothing)."""
+    cube = store[name]
+    depth, height, width = cube.shape[1:]
+    slices = np.arange(depth) if slices is None else np.asarray(slices)
+    step = max(1, min(16, SLAB_VOXELS // (height * width)))
+    disc = model.discriminator
+    device = next(disc.parameters()).device
+    pooled = np.zeros((len(slices), 0))
+    for z0 in range(0, depth, step):
+        wanted = np.nonzero((slices >= z0) & (slices < z0 + step))[0]
+        if not len(wanted):
+            continue
+        zs = slice(z0, min(z0 + step, depth))
+        image = torch.from_numpy(normalise(cube.image[:, zs], cube.attrs))[None].to(device)
+        features = disc.features(image, torch.from_numpy(mask(zs)).float()[None].to(device))[0].float()
+        stats = torch.cat([features.mean(dim=(2, 3)), features.std(dim=(2, 3))]).T.cpu().numpy()
+        if pooled.shape[1] == 0:
+            pooled = np.zeros((len(slices), stats.shape[1]))
+        pooled[wanted] = stats[slices[wanted] - z0]
+    return pooled
+
+
+def fit_reference(
+    model,
+    store_path: str | Path,
+    *,
+    split: str = "train",
+    max_cubes: int = 32,
+    max_slices: int = 4096,
+    min_content: float = 0.05,
+    shrinkage: float = 1e-3,
+) -> FeatureReference | None:
+    """The labelled ``split`` cubes' slices with content, image with true mask, as the reference.
+
+    At most ``max_cubes`` cubes (evenly spaced in the store) and ``max_slices`` slices spread over them,
+    so a large training set costs no more than that. The covariance is shrunk towards its mean variance
+    (``shrinkage``) so it inverts even with fewer slices than features. None without two such slices.
+    """
+    from tcupgan.selection.select import content_fraction
+
+    store = CubeStore(store_path)
+    names = [n for n in store.names(split=split) if store[n].label is not None]
+    if not names:
+        return None
+    names = names[:: -(-len(names) // max_cubes)]
+    per_cube = max(1, max_slices // len(names))
+    vectors = []
+    for name in names:
+        cube = store[name]
+        keep = np.nonzero(content_fraction(store, name) >= min_content)[0][:per_cube]
+        if len(keep):
+
+            def truth(zs: slice, cube=cube) -> np.ndarray:
+                return label_to_target(cube.label[zs], store.task, len(store.class_names))
+
+            vectors.append(slice_features(model, store, name, truth, keep))
+    if sum(len(v) for v in vectors) < 2:
+        return None
+    x = np.concatenate(vectors)
+    cov = np.atleast_2d(np.cov(x, rowvar=False))
+    cov += np.eye(len(cov)) * shrinkage * max(np.trace(cov) / len(cov), 1e-12)
+    log.info("novelty reference: %d %s slices of %d cubes in %s", len(x), split, len(names), store_path)
+    source = f"{Path(store_path).resolve()}:{split}:{len(x)}"
+    return FeatureReference(x.mean(axis=0), np.linalg.pinv(cov), len(x), source)
+
+
+def slice_novelty(model, store: CubeStore, name: str, reference: FeatureReference) -> np.ndarray:
+    """(D,) float32 distances of a predicted cube's slices, image with its stored probabilities."""
+    probability = store[name]["probability"]
+
+    def predicted(zs: slice) -> np.ndarray:
+        return probability[:, zs].astype(np.float32) / 255
+
+    return reference.distance(slice_features(model, store, name, predicted)).astype(np.float32)
