@@ -302,15 +302,15 @@ def predict_store(
     roi = [int(r) for r in roi]
     if isinstance(min_size, Mapping):  # JSON attrs keep string keys: compare like with like
         min_size = {str(k): int(v) for k, v in min_size.items()}
-    features = fit_reference(model, reference or store_path)
-    if features is None:
+    novelty_reference = fit_reference(model, reference or store_path)
+    if novelty_reference is None:
         log.warning(
             "no labelled train-split cubes in %s: slice_novelty is left out (`tcupgan select --strategy "
             "novelty` needs it); pass --reference TRAIN_STORE", reference or store_path,
         )  # fmt: skip
     settings = {
         "checkpoint": fingerprint, "overlap": overlap, "tta": tta, "min_size": min_size,
-        "precision": precision, "novelty_reference": features.source if features else "",
+        "precision": precision, "novelty_reference": novelty_reference.source if novelty_reference else "",
     }  # fmt: skip
     report = PredictReport()
     for name in tqdm(names, desc="predict", unit="cube", disable=None):
@@ -324,7 +324,7 @@ def predict_store(
         redo = overwrite or any(key in cube for key in OUTPUTS)  # outputs of another checkpoint or a crash
         predict_cube(
             model, store, name, roi=roi, overlap=overlap, tta=tta, min_size=min_size, fingerprint=fingerprint,
-            overwrite=redo, reference=features,
+            overwrite=redo, reference=novelty_reference,
         )  # fmt: skip
         report.predicted.append(name)
     return report

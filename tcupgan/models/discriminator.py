@@ -71,11 +71,7 @@ class PatchDiscriminator(nn.Module):
 
     def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """image (B, C, D, H, W), mask (B, K, D, H, W) in [0, 1] → patch logits (B, 1, D, h, w)."""
-        return self.head(self.features(image, mask))
-
-    def head(self, features: torch.Tensor) -> torch.Tensor:
-        """Patch logits from :meth:`features`: predict computes the features once for both scores."""
-        return self.net[-1](features)
+        return self.net[-1](self.features(image, mask))
 
     def features(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The last block's activations (B, C, D, h, w), before the 1-channel head: what the discriminator
