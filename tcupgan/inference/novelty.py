@@ -27,7 +27,7 @@ import torch
 from tcupgan.data.store import CubeStore
 from tcupgan.data.transforms import label_to_target, normalise
 
-__all__ = ["FeatureReference", "fit_reference", "slice_novelty", "slice_features"]
+__all__ = ["FeatureReference", "fit_reference", "reference_cubes", "slice_novelty", "slice_features"]
 
 log = logging.getLogger(__name__)
 SLAB_VOXELS = 1 << 22  # per channel: 16 slices of 512 x 512 at a time
@@ -76,6 +76,13 @@ def slice_features(
     return pooled
 
 
+def reference_cubes(store_path: str | Path, split: str = "train", max_cubes: int = 32) -> list[str]:
+    """The labelled ``split`` cubes a reference is fitted on: at most ``max_cubes``, evenly spaced."""
+    store = CubeStore(store_path)
+    names = [n for n in store.names(split=split) if store[n].label is not None]
+    return names[:: -(-len(names) // max_cubes)] if names else []
+
+
 def fit_reference(
     model,
     store_path: str | Path,
@@ -85,20 +92,21 @@ def fit_reference(
     max_slices: int = 4096,
     min_content: float = 0.05,
     shrinkage: float = 1e-3,
+    source: str | None = None,
 ) -> FeatureReference | None:
     """The labelled ``split`` cubes' slices with content, image with true mask, as the reference.
 
-    At most ``max_cubes`` cubes (evenly spaced in the store) and ``max_slices`` slices spread over them,
+    At most ``max_cubes`` cubes (:func:`reference_cubes`) and ``max_slices`` slices spread over them,
     so a large training set costs no more than that. The covariance is shrunk towards its mean variance
     (``shrinkage``) so it inverts even with fewer slices than features. None without two such slices.
+    ``source`` names the reference in predict's settings (default: the store's path, split and cubes).
     """
     from tcupgan.selection.select import content_fraction
 
     store = CubeStore(store_path)
-    names = [n for n in store.names(split=split) if store[n].label is not None]
+    names = reference_cubes(store_path, split, max_cubes)
     if not names:
         return None
-    names = names[:: -(-len(names) // max_cubes)]
     per_cube = max(1, max_slices // len(names))
     vectors = []
     for name in names:
@@ -116,7 +124,7 @@ def fit_reference(
     cov = np.atleast_2d(np.cov(x, rowvar=False))
     cov += np.eye(len(cov)) * shrinkage * max(np.trace(cov) / len(cov), 1e-12)
     log.info("novelty reference: %d %s slices of %d cubes in %s", len(x), split, len(names), store_path)
-    source = f"{Path(store_path).resolve()}:{split}:{len(x)}"
+    source = source or f"{Path(store_path).resolve()}:{split}:{len(names)} cubes"
     return FeatureReference(x.mean(axis=0), np.linalg.pinv(cov), len(x), source)
 
 

@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 from tcupgan.data.store import CubeStore
 from tcupgan.data.transforms import normalise
 from tcupgan.errors import InputError, StoreError
-from tcupgan.inference.novelty import FeatureReference, fit_reference, slice_novelty
+from tcupgan.inference.novelty import FeatureReference, fit_reference, reference_cubes, slice_novelty
 
 __all__ = [
     "PredictReport",
@@ -302,16 +302,22 @@ def predict_store(
     roi = [int(r) for r in roi]
     if isinstance(min_size, Mapping):  # JSON attrs keep string keys: compare like with like
         min_size = {str(k): int(v) for k, v in min_size.items()}
-    novelty_reference = fit_reference(model, reference or store_path)
-    if novelty_reference is None:
+    # the reference is named here (its store and cube count) but fitted, a discriminator pass over up to
+    # 32 train cubes, only once a cube needs predicting: a rerun that has nothing to do stays cheap
+    reference_path = reference or store_path
+    train_cubes = reference_cubes(reference_path)
+    where = "this store" if reference is None else Path(reference).resolve()
+    source = f"{where}:train:{len(train_cubes)} cubes" if train_cubes else ""
+    if not source:
         log.warning(
             "no labelled train-split cubes in %s: slice_novelty is left out (`tcupgan select --strategy "
-            "novelty` needs it); pass --reference TRAIN_STORE", reference or store_path,
+            "novelty` needs it); pass --reference TRAIN_STORE", reference_path,
         )  # fmt: skip
     settings = {
         "checkpoint": fingerprint, "overlap": overlap, "tta": tta, "min_size": min_size,
-        "precision": precision, "novelty_reference": novelty_reference.source if novelty_reference else "",
+        "precision": precision, "novelty_reference": source,
     }  # fmt: skip
+    novelty_reference = None
     report = PredictReport()
     for name in tqdm(names, desc="predict", unit="cube", disable=None):
         cube = store[name]
@@ -321,6 +327,11 @@ def predict_store(
         if done and not overwrite:
             report.skipped.append(name)
             continue
+        if settings["novelty_reference"] and novelty_reference is None:
+            novelty_reference = fit_reference(model, reference_path, source=source)
+            if novelty_reference is None:
+                log.warning("the train cubes of %s have no slices with content: no novelty", reference_path)
+                settings["novelty_reference"] = ""
         redo = overwrite or any(key in cube for key in OUTPUTS)  # outputs of another checkpoint or a crash
         predict_cube(
             model, store, name, roi=roi, overlap=overlap, tta=tta, min_size=min_size, fingerprint=fingerprint,
