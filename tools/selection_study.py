@@ -103,7 +103,7 @@ def study(store_path: Path, out: Path) -> dict:
     for f in FRACTIONS:
         key = f"top{int(f * 100)}%"
         for table in ("error_share", "dice_error_share"):
-            for strategy in ("discriminator", "novelty"):
+            for strategy in ("discriminator", "novelty", "hybrid"):
                 ratio = result[table][strategy][key] / result[table]["random"][key]
                 result[f"{strategy}_vs_random_{table}_{key}"] = ratio
     scores = {"realness": realness, "novelty": novelty}

@@ -3,7 +3,8 @@
 Slices are ranked by how poorly generalised they look — low discriminator realness first
 (``discriminator``), distance of the discriminator's features from the training slices' (``novelty``),
 high predictive entropy (``entropy``), a seeded shuffle (``random``, the baseline) or the mean of the
-realness and entropy ranks (``hybrid``) — then picked greedily under four rules that spread a budget
+novelty and entropy ranks (``hybrid``: uncertain *and* unfamiliar; it holds more misclassified voxels than
+either alone, docs/volunteer-loop.md) — then picked greedily under four rules that spread a budget
 of volunteer effort: slices without content are skipped, slices volunteers already corrected (harvested
 in an earlier round) are never sent again, a cube gives at most ``per_cube`` new slices, and slices of one
 cube are at least ``min_gap`` apart from each other and from its corrected slices (neighbouring slices
@@ -80,7 +81,7 @@ def select_slices(
         cube = store[name]
         realness = cube["slice_scores"][...]
         entropy = cube["slice_entropy"][...] if "slice_entropy" in cube else np.zeros_like(realness)
-        novelty = _novelty(cube, name, needed=strategy == "novelty")
+        novelty = _novelty(cube, name, needed=strategy in ("novelty", "hybrid"))
         content = content_fraction(store, name)
         near[name] = cube.corrected_slices
         corrected = set(near[name])
@@ -103,13 +104,12 @@ def select_slices(
             "--min-content) or volunteers already corrected it"
         )
     realness, novelty, entropy = (np.array([c[i] for c in candidates]) for i in (2, 3, 4))
-    priority = {
-        "discriminator": 1 - realness,
-        "novelty": novelty,
-        "entropy": entropy,
-        "random": np.random.default_rng(seed).random(len(candidates)),
-        "hybrid": (_ranks(1 - realness) + _ranks(entropy)) / 2,
-    }[strategy]
+    if strategy == "random":
+        priority = np.random.default_rng(seed).random(len(candidates))
+    elif strategy == "hybrid":
+        priority = (_ranks(novelty) + _ranks(entropy)) / 2
+    else:
+        priority = {"discriminator": 1 - realness, "novelty": novelty, "entropy": entropy}[strategy]
     chosen: list[dict] = []
     picked = dict.fromkeys(predicted, 0)  # new slices per cube, for per_cube
     for i in np.argsort(-priority, kind="stable"):
