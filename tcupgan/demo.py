@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from tcupgan.data import CubeStore, synthesize
+from tcupgan.data.synth import cube_name
 from tcupgan.errors import ConfigError, TcupganError
 
 __all__ = ["run_demo", "build_stores", "fit_demo_model", "dice", "DEMO_CONFIG"]
@@ -26,25 +27,28 @@ DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 
 
 def build_stores(
-    out: Path, quick: bool, seed: int = 0, shifted: int | None = None, shift: float = 1.0
+    out: Path, quick: bool, seed: int = 0, shifted: int | None = None, shift: float = 1.0, familiar: int = 0
 ) -> tuple[Path, Path, list[str], list[str]]:
-    """``work.zarr``: labelled cubes + unlabelled shifted pool (train) + labelled shifted held-out (test);
+    """``work.zarr``: labelled cubes + unlabelled pool (train) + labelled shifted held-out (test);
     ``truth.zarr``: the pool's hidden labels. ``shifted`` cubes (4 quick, 8 otherwise) of strength
-    ``shift`` split evenly between pool and held-out."""
+    ``shift`` split evenly between pool and held-out; ``familiar`` unshifted cubes join the pool, as
+    unlabelled data a project already segments well would (then picking slices matters more)."""
     shape = (16, 64, 64) if quick else None
     work, truth = out / "work.zarr", out / "truth.zarr"
     synthesize("fatchecker", work, n=4 if quick else 10, seed=seed, shape=shape)
-    synthesize("fatchecker", truth, n=shifted or (4 if quick else 8), seed=seed + 1, shift=shift, shape=shape)
+    n_shifted = shifted or (4 if quick else 8)
+    synthesize("fatchecker", truth, n=n_shifted, seed=seed + 1, shift=shift, shape=shape)
+    if familiar:  # another seed than the labelled cubes': new cubes of the same family
+        synthesize("fatchecker", truth, n=familiar, seed=seed + 2, shape=shape)
     store, hidden = CubeStore(work, mode="r+"), CubeStore(truth)
-    pool, heldout = [], []
-    for i, name in enumerate(hidden.names()):
+    shifted_names = [cube_name("fatchecker", seed + 1, i, shift) for i in range(n_shifted)]
+    pool = shifted_names[::2] + [cube_name("fatchecker", seed + 2, i) for i in range(familiar)]
+    heldout = shifted_names[1::2]
+    for name in pool:
+        store.write_cube(name, hidden[name].image[...], None, attrs={"split": "train"})
+    for name in heldout:
         cube = hidden[name]
-        if i % 2 == 0:
-            store.write_cube(name, cube.image[...], None, attrs={"split": "train"})
-            pool.append(name)
-        else:
-            store.write_cube(name, cube.image[...], cube.label[...], attrs={"split": "test"})
-            heldout.append(name)
+        store.write_cube(name, cube.image[...], cube.label[...], attrs={"split": "test"})
     return work, truth, pool, heldout
 
 

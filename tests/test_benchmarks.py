@@ -121,3 +121,23 @@ def test_effort_summary_counts_effort_and_the_share_of_the_correction_gain():
     )
     assert abs(out["discriminator"]["gain_share_mean"] - 0.875) < 1e-9  # (0.35 / 0.4 + 0.35 / 0.4) / 2
     assert abs(out["random"]["gain_share_mean"] - 0.725) < 1e-9  # (0.2 / 0.4 + 0.38 / 0.4) / 2
+
+
+def test_effort_pool_can_mix_familiar_cubes_with_the_shifted_ones(tmp_path):
+    """``--familiar``: unlabelled unshifted cubes join the pool (new cubes, not the labelled ones); held-out
+    cubes stay shifted and labelled; every pool cube's truth stays hidden in the truth store."""
+    import numpy as np
+
+    from tcupgan.data import CubeStore
+    from tcupgan.demo import build_stores
+
+    work, truth, pool, heldout = build_stores(tmp_path, True, seed=3, shifted=4, shift=0.5, familiar=2)
+    familiar = [n for n in pool if "shift" not in n]
+    assert len(familiar) == 2 and len(pool) == 4 and len(heldout) == 2
+    assert all("shift0.5" in n for n in heldout) and not set(pool) & set(heldout)
+    store, hidden = CubeStore(work), CubeStore(truth)
+    assert all(store[n].label is None and hidden[n].label is not None for n in pool)
+    assert all(store[n].label is not None for n in heldout)
+    labelled = [n for n in store.names() if n not in pool + heldout]
+    images = {n: store[n].image[...] for n in familiar + labelled}
+    assert all(not np.array_equal(images[f], images[n]) for f in familiar for n in labelled)

@@ -18,6 +18,11 @@ it (seed 2: 0.20 -> 0.25). The full shift stays barely learnable at quick-mode s
 even from true labels); ``--shift 0.5 --epochs 12`` is a setting where corrections clearly help (seed 0:
 0.53 -> 0.59), at 15-19 minutes per seed on 2 cores. docs/volunteer-loop.md has the numbers.
 
+Why ``--familiar``: a pool of shifted cubes only is one where every slice teaches about as much, so random
+picks well. A project's unlabelled data is mostly like what the model knows, with the new domain inside
+it; ``--familiar N`` adds N unshifted cubes to the pool, and a strategy then has to find the slices worth
+correcting (held-out cubes stay shifted).
+
     python -m tools.bench.volunteer_effort --quick     # ~10-15 minutes on 2 CPU cores
     python -m tools.bench.volunteer_effort             # bigger cubes, more rounds and seeds: for a GPU
     python -m tools.bench.volunteer_effort --tiny      # the test suite's smoke run
@@ -46,8 +51,8 @@ from tools.bench.common import bench_cli
 
 DEFAULT_STRATEGIES = ("discriminator", "entropy", "hybrid", "random")  # + novelty by --strategies
 SETTINGS = (
-    "quick", "tiny", "shift", "shifted_cubes", "rounds", "budget", "base_epochs", "epochs", "seeds",
-    "samples", "corrections_share", "fit_args",
+    "quick", "tiny", "shift", "shifted_cubes", "familiar", "rounds", "budget", "base_epochs", "epochs",
+    "seeds", "samples", "corrections_share", "fit_args",
 )  # fmt: skip
 
 
@@ -91,7 +96,7 @@ def cube_count(text: str) -> int:
 def one_seed(tmp: Path, seed: int, args: argparse.Namespace) -> dict:
     quick = args.quick or args.tiny
     work, truth, pool, heldout = build_stores(
-        tmp / "base", quick, seed=seed, shifted=args.shifted_cubes, shift=args.shift
+        tmp / "base", quick, seed=seed, shifted=args.shifted_cubes, shift=args.shift, familiar=args.familiar
     )
     base = fit_demo_model(
         work, tmp / "base-run", args.base_epochs, quick, seed=seed, samples=args.samples,
@@ -220,6 +225,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--shifted-cubes", type=cube_count, default=12, help="shifted cubes, half pool and half held out (12)"
     )
+    p.add_argument(
+        "--familiar", type=int, default=0,
+        help="unshifted cubes in the pool beside the shifted ones (0): a pool a strategy must sort",
+    )  # fmt: skip
     p.add_argument(
         "--shift", type=float, default=1.0,
         help="strength of the pool's domain shift, 0-1 (1: as `tcupgan synth --shift`)",
