@@ -93,6 +93,12 @@ def cube_count(text: str) -> int:
     return int(text)
 
 
+def non_negative(text: str) -> int:
+    if int(text) < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return int(text)
+
+
 def one_seed(tmp: Path, seed: int, args: argparse.Namespace) -> dict:
     quick = args.quick or args.tiny
     work, truth, pool, heldout = build_stores(
@@ -226,7 +232,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--shifted-cubes", type=cube_count, default=12, help="shifted cubes, half pool and half held out (12)"
     )
     p.add_argument(
-        "--familiar", type=int, default=0,
+        "--familiar", type=non_negative, default=0,
         help="unshifted cubes in the pool beside the shifted ones (0): a pool a strategy must sort",
     )  # fmt: skip
     p.add_argument(
