@@ -79,6 +79,7 @@ def test_bench_all_tiny_writes_json_and_renders_the_document(tmp_path):
     assert upload["tcupgan_no_faults"]["subjects_per_s"] > 0 and upload["recipe_no_faults"]["in_set"] == 4
     effort = bench["volunteer_effort"]["summary"]
     assert {"discriminator", "random", "seeds_without_signal"} == set(effort)
+    assert bench["volunteer_effort"]["seeds"][0]["shifted_picks"] == {"discriminator": [2], "random": [2]}
     doc = (tmp_path / "benchmarks.md").read_text()
     for text in ("random slice reads", "upload under faults", "## Volunteer effort", "## Transfer learning",
                  "## Galaxy spiral arms and bars", "bar length, median relative error"):  # fmt: skip

@@ -116,6 +116,7 @@ def one_seed(tmp: Path, seed: int, args: argparse.Namespace) -> dict:
         "base_dice": dice(work, work, heldout),
         "curves": {},
         "effort": {},
+        "shifted_picks": {},  # per strategy and round: picks from shifted cubes (the rest: --familiar ones)
     }
     uncorrected, reference = tmp / "uncorrected.zarr", tmp / "reference.zarr"
     shutil.copytree(work, uncorrected)
@@ -133,16 +134,18 @@ def one_seed(tmp: Path, seed: int, args: argparse.Namespace) -> dict:
         shutil.copytree(work, store)
         rng = np.random.default_rng(seed)
         corrected = 0
-        curve = [(0, result["uncorrected_dice"])]
+        curve, shifted = [(0, result["uncorrected_dice"])], []
         for r in range(args.rounds):  # `tcupgan select`'s own rules: never a corrected slice again, gap 2
             rows = select_slices(store, args.budget, cubes=pool, strategy=strategy, seed=seed * 100 + r)
             correct(store, truth, [(x["cube"], x["slice"]) for x in rows], rng)
             corrected += len(rows)
+            shifted.append(sum("-shift" in x["cube"] for x in rows))
             score = tune_and_score(store, tmp / f"{strategy}-run{r}", base, args, seed, pool, heldout)
             curve.append((corrected, score))
         reached = [n for n, d in curve[1:] if d >= target]
         result["curves"][strategy] = curve
         result["effort"][strategy] = reached[0] if reached else None
+        result["shifted_picks"][strategy] = shifted
     return result
 
 
