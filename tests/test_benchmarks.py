@@ -142,3 +142,13 @@ def test_effort_pool_can_mix_familiar_cubes_with_the_shifted_ones(tmp_path):
     labelled = [n for n in store.names() if n not in pool + heldout]
     images = {n: store[n].image[...] for n in familiar + labelled}
     assert all(not np.array_equal(images[f], images[n]) for f in familiar for n in labelled)
+
+
+def test_effort_fine_tunes_can_average_their_weights():
+    """``--average``: every fine-tune gets the TailAveraging callback (a wrong class path or init-arg
+    syntax would stop the fit) and the setting is recorded with the results."""
+    from tools.bench import volunteer_effort
+
+    result = volunteer_effort.main(["--tiny", "--average", "0.5", "--strategies", "random"])
+    assert result["settings"]["average"] == 0.5
+    assert 0 <= result["seeds"][0]["all_corrected_dice"] <= 1

@@ -237,13 +237,15 @@ def render(results: dict) -> str:
 def _effort(s: dict) -> list[str]:
     seeds = s["seeds"]
     familiar = s["settings"].get("familiar")  # absent from results before 2026-11-24
+    average = s["settings"].get("average")  # absent from results before weight averaging (2026-11-24)
     lines = [
         "## Volunteer effort",
         "",
         f"`python -m tools.bench.volunteer_effort` ({len(seeds)} seeds; pool of {seeds[0]['pool_slices']} "
         f"slices{f', {familiar} of its cubes unshifted' if familiar else ''}, shift strength "
         f"{s['settings'].get('shift', 1.0):g}; {s['settings']['rounds']} rounds of "
-        f"{s['settings']['budget']} slices; fine-tuning {s['settings']['epochs']} epochs, "
+        f"{s['settings']['budget']} slices; fine-tuning {s['settings']['epochs']} epochs"
+        f"{f' (weights averaged over the last {average:.0%})' if average else ''}, "
         f"{s['settings'].get('corrections_share', 0):.0%} of its crops from corrected cubes). Effort = "
         "slices corrected until held-out Dice reaches 95% of the Dice with every pool slice corrected; "
         "reduction = 1 - effort / pool. Share of the correction gain: (Dice - Dice with nothing corrected) / "
