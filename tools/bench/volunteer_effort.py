@@ -25,8 +25,9 @@ correcting (held-out cubes stay shifted).
 
 Why ``--average``: a GAN fine-tune's last-step weights are one draw from an orbit, and one fine-tune per
 round made the curves noisier than the differences between strategies; averaging each fine-tune's weights
-over its last half (``tcupgan.training.averaging.TailAveraging``) cut the spread of repeated fine-tunes
-from 0.043 to 0.004 Dice. The measured setting (five seeds in docs/volunteer-loop.md, ~16 min each):
+over its last half (``tcupgan.training.averaging.TailAveraging``) cut the spread of three repeated
+fine-tunes from 0.043 to 0.004 Dice with the whole pool corrected, 0.040 to 0.016 with 16 slices, and
+left it at 0.011 with none. The measured setting (five seeds in docs/volunteer-loop.md, ~16 min each):
 ``--quick --shift 0.5 --epochs 12 --familiar 6 --rounds 5 --average 0.5 --seeds S``.
 
     python -m tools.bench.volunteer_effort --quick     # ~10-15 minutes on 2 CPU cores
