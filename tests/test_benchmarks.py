@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from tools.bench import store_io
 
 
@@ -149,6 +151,8 @@ def test_effort_fine_tunes_can_average_their_weights():
     syntax would stop the fit) and the setting is recorded with the results."""
     from tools.bench import volunteer_effort
 
+    with pytest.raises(SystemExit):
+        volunteer_effort.main(["--tiny", "--average", "1.5"])
     result = volunteer_effort.main(["--tiny", "--average", "0.5", "--strategies", "random"])
     assert result["settings"]["average"] == 0.5
     assert 0 <= result["seeds"][0]["all_corrected_dice"] <= 1

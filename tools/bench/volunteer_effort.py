@@ -109,6 +109,12 @@ def non_negative(text: str) -> int:
     return int(text)
 
 
+def share(text: str) -> float:
+    if not 0 <= float(text) <= 1:  # refused here, not after the base model has trained
+        raise argparse.ArgumentTypeError("must be a share of the epochs, 0-1")
+    return float(text)
+
+
 def one_seed(tmp: Path, seed: int, args: argparse.Namespace) -> dict:
     quick = args.quick or args.tiny
     work, truth, pool, heldout = build_stores(
@@ -263,7 +269,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="share of fine-tuning crops from corrected cubes (0.5; 0 = drawn like any cube, as before)",
     )  # fmt: skip
     p.add_argument(
-        "--average", type=float, default=0.0,
+        "--average", type=share, default=0.0,
         help="average each fine-tune's weights over this last share of its epochs (0: off; 0.5: the second "
         "half), so one fine-tune per round is less of a lottery",
     )  # fmt: skip
