@@ -83,6 +83,7 @@ def test_bench_all_tiny_writes_json_and_renders_the_document(tmp_path):
     assert {"discriminator", "random", "seeds_without_signal"} == set(effort)
     assert bench["volunteer_effort"]["seeds"][0]["shifted_picks"] == {"discriminator": [2], "random": [2]}
     doc = (tmp_path / "benchmarks.md").read_text()
+    assert "| discriminator |" in doc and "| 2 of 2 |" in doc  # picks from shifted cubes, of all picks
     for text in ("random slice reads", "upload under faults", "## Volunteer effort", "## Transfer learning",
                  "## Galaxy spiral arms and bars", "bar length, median relative error"):  # fmt: skip
         assert text in doc
@@ -146,13 +147,24 @@ def test_effort_pool_can_mix_familiar_cubes_with_the_shifted_ones(tmp_path):
     assert all(not np.array_equal(images[f], images[n]) for f in familiar for n in labelled)
 
 
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [("--average=1.5", "share, 0-1"), ("--corrections-share=1", "below 1"),
+     ("--shifted-cubes=1", "at least 2"), ("--familiar=-1", "0 or more"), ("--epochs=0", "1 or more")],
+)  # fmt: skip
+def test_effort_refuses_bad_settings_before_any_training(option, message, capsys):
+    from tools.bench import volunteer_effort
+
+    with pytest.raises(SystemExit):
+        volunteer_effort.main(["--tiny", option])
+    assert message in capsys.readouterr().err
+
+
 def test_effort_fine_tunes_can_average_their_weights():
     """``--average``: every fine-tune gets the TailAveraging callback (a wrong class path or init-arg
     syntax would stop the fit) and the setting is recorded with the results."""
     from tools.bench import volunteer_effort
 
-    with pytest.raises(SystemExit):
-        volunteer_effort.main(["--tiny", "--average", "1.5"])
     result = volunteer_effort.main(["--tiny", "--average", "0.5", "--strategies", "random"])
     assert result["settings"]["average"] == 0.5
     assert 0 <= result["seeds"][0]["all_corrected_dice"] <= 1

@@ -2,7 +2,7 @@
 the discriminator's own features.
 
 Why not the discriminator's realness alone: trained to tell true masks from the generator's *on the
-training domain*, its score on an unfamiliar slice says little (docs/volunteer-loop.md measures it), while
+training domain*, its score on an unfamiliar slice says little (docs/selection-study.md measures it), while
 the features it computes on the way still describe image and mask together. Per slice they are pooled
 to the mean and standard deviation of each channel over the plane, and compared with the same vectors of
 the labelled training slices (image with its true mask, the pairs it learnt as real) by Mahalanobis

@@ -3,7 +3,7 @@
 Slices are ranked by how poorly generalised they look — low discriminator realness first
 (``discriminator``), distance of the discriminator's features from the training slices' (``novelty``),
 high predictive entropy (``entropy``), a seeded shuffle (``random``, the baseline) or the mean of the
-novelty and entropy ranks (``hybrid``: uncertain *and* unfamiliar; docs/volunteer-loop.md compares them
+novelty and entropy ranks (``hybrid``: uncertain *and* unfamiliar; docs/selection-study.md compares them
 on synthetic data) — then picked greedily under four rules that spread a budget
 of volunteer effort: slices without content are skipped, slices volunteers already corrected (harvested
 in an earlier round) are never sent again, a cube gives at most ``per_cube`` new slices, and slices of one

@@ -10,8 +10,7 @@ from tcupgan.errors import ConfigError
 from tcupgan.training import CubeDataModule, TCuPGAN
 from tcupgan.training.averaging import TailAveraging
 from tcupgan.training.cli import fit_config
-
-SMALL = ["--data.crop_size", "[8, 32, 32]", "--model.val_roi", "[8, 32, 32]"]
+from tests.training import SMALL_CROPS
 
 
 @pytest.fixture(scope="module")
@@ -66,9 +65,11 @@ def test_the_last_epochs_are_averaged_and_checkpoints_before_them_hold_the_train
 
 
 def test_fit_takes_it_from_the_command_line(store, tmp_path):
-    plain = fit_config(DEMO_CONFIG, store, tmp_path / "plain", epochs=2, samples=4, extra=SMALL)
+    plain = fit_config(DEMO_CONFIG, store, tmp_path / "plain", epochs=2, samples=4, extra=SMALL_CROPS)
     append = ["--trainer.callbacks+=tcupgan.training.averaging.TailAveraging", "--trainer.callbacks.tail=1"]
-    averaged = fit_config(DEMO_CONFIG, store, tmp_path / "avg", epochs=2, samples=4, extra=[*SMALL, *append])
+    averaged = fit_config(
+        DEMO_CONFIG, store, tmp_path / "avg", epochs=2, samples=4, extra=[*SMALL_CROPS, *append]
+    )
     assert "current_model_state" not in torch.load(plain, weights_only=False)
     ckpt = torch.load(averaged, weights_only=False)
     assert ckpt["epoch"] == 1 and "current_model_state" in ckpt

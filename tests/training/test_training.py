@@ -18,6 +18,7 @@ from tcupgan.inference import predict_store
 from tcupgan.training import CubeDataModule, TCuPGAN
 from tcupgan.training.cli import fit_config
 from tcupgan.training.module import corrupted_masks, make_seg_loss
+from tests.training import SMALL_CROPS
 
 SMALL_MODEL = {"widths": (4, 8, 16), "disc_width": 4, "disc_layers": 2, "val_roi": (8, 32, 32)}
 
@@ -148,11 +149,12 @@ def test_critic_calibration_trains_the_discriminator_alone_and_last_ckpt_is_the_
     still be the last one (Lightning 2.6's ``save_last`` copied the best), and predict scores with it."""
     with pytest.raises(ConfigError, match="init_from"):
         TCuPGAN(1, 1, freeze="generator")
-    small = ["--data.crop_size", "[8, 32, 32]", "--model.val_roi", "[8, 32, 32]"]
     run = {"samples": 4, "validate_every": 1}
-    base = fit_config(DEMO_CONFIG, store, tmp_path / "base", epochs=1, **run, extra=small)
+    base = fit_config(DEMO_CONFIG, store, tmp_path / "base", epochs=1, **run, extra=SMALL_CROPS)
     calibrate = ["--model.init_from", base, "--model.freeze", "generator"]
-    critic = fit_config(DEMO_CONFIG, store, tmp_path / "critic", epochs=3, **run, extra=[*small, *calibrate])
+    critic = fit_config(
+        DEMO_CONFIG, store, tmp_path / "critic", epochs=3, **run, extra=[*SMALL_CROPS, *calibrate]
+    )
     ckpts = {p.name: torch.load(p, weights_only=False) for p in Path(critic).parent.glob("*.ckpt")}
     assert sorted(ckpts) == ["best-epoch=00.ckpt", "last.ckpt"]
     assert "copy of the best checkpoint" not in caplog.text  # the configs' last.ckpt is the last epoch
@@ -166,7 +168,7 @@ def test_critic_calibration_trains_the_discriminator_alone_and_last_ckpt_is_the_
     assert any(not torch.equal(best[k], last[k]) for k in disc)
     # resumed (--ckpt_path last: the README's command) it goes on at epoch 3 with its one optimizer, in a
     # new version folder; the generator stays unchanged
-    resume = [*small, *calibrate, "--ckpt_path", "last"]
+    resume = [*SMALL_CROPS, *calibrate, "--ckpt_path", "last"]
     resumed_path = fit_config(DEMO_CONFIG, store, tmp_path / "critic", epochs=4, **run, extra=resume)
     version = Path(resumed_path).parent.parent
     assert version.name == "version_1"
@@ -192,9 +194,8 @@ def test_a_config_whose_last_ckpt_would_be_the_best_is_warned_about(store, tmp_p
     best["init_args"]["save_last"] = True  # the configs before 2026-11-24
     config["trainer"]["callbacks"] = [best]
     (tmp_path / "old.yaml").write_text(yaml.safe_dump(config))
-    small = ["--data.crop_size", "[8, 32, 32]", "--model.val_roi", "[8, 32, 32]"]
     with pytest.raises(ConfigError, match="filename: last"):
-        fit_config(tmp_path / "old.yaml", store, tmp_path / "run", epochs=1, samples=2, extra=small)
+        fit_config(tmp_path / "old.yaml", store, tmp_path / "run", epochs=1, samples=2, extra=SMALL_CROPS)
     assert "copy of the best checkpoint" in caplog.text
 
 

@@ -234,14 +234,29 @@ def render(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _share(mean: float, sd: float, spread: bool) -> str:
+    return f"{mean:.0%} ± {sd:.0%}" if spread else f"{mean:.0%}"
+
+
+def _shifted_picks(seeds: list[dict], strategy: str) -> str:
+    """Picks from shifted cubes of all picks, over rounds and seeds: how well a strategy sorts the pool."""
+    rounds = [r.get("shifted_picks", {}).get(strategy) for r in seeds]  # results since 2026-11-24
+    if not all(rounds):
+        return "–"
+    picked = sum(r["curves"][strategy][-1][0] for r in seeds)  # slices corrected after the last round
+    return f"{sum(map(sum, rounds))} of {picked}"
+
+
 def _effort(s: dict) -> list[str]:
     seeds = s["seeds"]
+    spread = " (± sd)" if len(seeds) > 1 else ""  # one seed has no spread to show
     familiar = s["settings"].get("familiar")  # absent from results before 2026-11-24
     average = s["settings"].get("average")  # absent from results before weight averaging (2026-11-24)
     lines = [
         "## Volunteer effort",
         "",
-        f"`python -m tools.bench.volunteer_effort` ({len(seeds)} seeds; pool of {seeds[0]['pool_slices']} "
+        f"`python -m tools.bench.volunteer_effort` ({len(seeds)} seed{'s' * (len(seeds) > 1)}; pool of "
+        f"{seeds[0]['pool_slices']} "
         f"slices{f', {familiar} of its cubes unshifted' if familiar else ''}, shift strength "
         f"{s['settings'].get('shift', 1.0):g}; {s['settings']['rounds']} rounds of "
         f"{s['settings']['budget']} slices; fine-tuning {s['settings']['epochs']} epochs"
@@ -253,26 +268,28 @@ def _effort(s: dict) -> list[str]:
         "",
         *_header(
             "strategy",
-            "effort reduction (mean ± sd)",
+            f"effort reduction{spread and ' (mean ± sd)'}",
             "vs random",
             "seeds not reaching the target",
-            "share of the correction gain, mean of rounds (± sd)",
+            f"share of the correction gain, mean of rounds{spread}",
+            "picks from shifted cubes",
         ),
     ]
     for name, row in s["summary"].items():
         if not isinstance(row, dict):
             continue
         if row["effort_reduction_mean"] is None:
-            lines.append(_row(name, "no seed with signal", "", "", ""))
+            lines.append(_row(name, "no seed with signal", "", "", "", _shifted_picks(seeds, name)))
             continue
         gain = row.get("gain_share_mean")  # absent from results before 2026-11-24
         lines.append(
             _row(
                 name,
-                f"{row['effort_reduction_mean']:.0%} ± {row['effort_reduction_std']:.0%}",
+                _share(row["effort_reduction_mean"], row["effort_reduction_std"], bool(spread)),
                 f"{row.get('minus_random', 0):+.0%}",
                 row["seeds_not_reaching_target"],
-                "–" if gain is None else f"{gain:.0%} ± {row['gain_share_std']:.0%}",
+                "–" if gain is None else _share(gain, row["gain_share_std"], bool(spread)),
+                _shifted_picks(seeds, name),
             )
         )
     if s["summary"]["seeds_without_signal"]:
@@ -295,7 +312,8 @@ def _effort(s: dict) -> list[str]:
         "",
         f"![Dice against slices corrected per strategy]({FIGURES['volunteer_effort']})",
         "",
-        "What these numbers can and cannot say: [volunteer-loop.md](volunteer-loop.md#volunteer-effort).",
+        "What these numbers can and cannot say, and the five-seed measurement (one seed is a smoke test): "
+        "[volunteer-effort.md](volunteer-effort.md).",
     ]
     return lines
 

@@ -12,26 +12,28 @@ fine-tune with nothing corrected (what more training alone gives).
 Effort of a strategy = slices corrected until Dice reaches 95% of the reference Dice; effort reduction =
 1 - effort / pool slices. Prints JSON; writes a learning-curve figure with ``--figure``.
 
-Why 12 shifted cubes (6 in the pool, 6 held out): with 2 + 2, fine-tuning on the whole corrected pool
-could *lower* held-out Dice (seed 2: 0.18 -> 0.12; the model learnt those two cubes); with 6 + 6 it raises
-it (seed 2: 0.20 -> 0.25). The full shift stays barely learnable at quick-mode size (held-out Dice ~0.15
-even from true labels); ``--shift 0.5 --epochs 12`` is a setting where corrections clearly help (seed 0:
-0.53 -> 0.59), at 15-19 minutes per seed on 2 cores. docs/volunteer-loop.md has the numbers.
+The defaults are the setting docs/volunteer-effort.md measured over five seeds, each choice there because a
+simpler one measured noise:
 
-Why ``--familiar``: a pool of shifted cubes only is one where every slice teaches about as much, so random
-picks well. A project's unlabelled data is mostly like what the model knows, with the new domain inside
-it; ``--familiar N`` adds N unshifted cubes to the pool, and a strategy then has to find the slices worth
-correcting (held-out cubes stay shifted).
+- 12 shifted cubes, 6 in the pool and 6 held out: with 2 + 2, fine-tuning on the whole corrected pool
+  could *lower* held-out Dice (the model learnt those two cubes).
+- ``--shift 0.5`` and 12 fine-tuning epochs: the full shift is barely learnable at quick-mode size
+  (held-out Dice ~0.15 even from true labels), and 3 epochs let corrections show nothing.
+- ``--familiar 6`` unshifted cubes in the pool beside the shifted ones: a pool of shifted cubes only is one
+  where every slice teaches about as much, so random picks well; a project's unlabelled data is mostly
+  like what the model knows, with the new domain inside it (held-out cubes stay shifted).
+- ``--average 0.5``: a GAN fine-tune's last-step weights are one draw from an orbit; averaging each
+  fine-tune's weights over its last half (``tcupgan.training.averaging.TailAveraging``) cut the spread of
+  three repeated fine-tunes from 0.043 to 0.004 Dice with the whole pool corrected and 0.040 to 0.016
+  with 16 slices.
 
-Why ``--average``: a GAN fine-tune's last-step weights are one draw from an orbit, and one fine-tune per
-round made the curves noisier than the differences between strategies; averaging each fine-tune's weights
-over its last half (``tcupgan.training.averaging.TailAveraging``) cut the spread of three repeated
-fine-tunes from 0.043 to 0.004 Dice with the whole pool corrected, 0.040 to 0.016 with 16 slices, and
-left it at 0.011 with none. The measured setting (five seeds in docs/volunteer-loop.md, ~16 min each):
-``--quick --shift 0.5 --epochs 12 --familiar 6 --rounds 5 --average 0.5 --seeds S``.
+A seed of that setting is 22 fine-tunes of 12 epochs, 40-85 s each on 2 CPU cores (the machines we
+measured on differ twofold): 16-30 minutes. ``--quick`` runs one seed of three rounds with fine-tunes of
+6 epochs: 13 minutes on the slower machine (the same seed with 12 epochs: 23).
 
-    python -m tools.bench.volunteer_effort --quick     # ~10-15 minutes on 2 CPU cores
-    python -m tools.bench.volunteer_effort             # bigger cubes, more rounds and seeds: for a GPU
+    python -m tools.bench.volunteer_effort --quick     # seed 0, 3 rounds, 6-epoch fine-tunes
+    python -m tools.bench.volunteer_effort --quick --epochs 12 --rounds 5 --seeds 0 1 2 3 4  # docs' table
+    python -m tools.bench.volunteer_effort             # 32 x 128 x 128 cubes, 5 seeds: for a GPU
     python -m tools.bench.volunteer_effort --tiny      # the test suite's smoke run
 """
 
@@ -84,7 +86,8 @@ def pool_slices(work: Path, pool: list[str]) -> list[tuple[str, int]]:
 
 def tune_and_score(work: Path, run: Path, base: str, args: argparse.Namespace, seed: int, pool: list[str],
                    heldout: list[str]) -> float:  # fmt: skip
-    """Fine-tune the base model on labels + corrections, predict pool and held-out cubes; held-out Dice."""
+    """Fine-tune the base model on labels + corrections, predict ``pool`` (the next round's candidates;
+    none where no round follows) and the held-out cubes; held-out Dice."""
     quick = args.quick or args.tiny
     extra = ["--data.corrections_share", str(args.corrections_share), *shlex.split(args.fit_args)]
     if args.average:  # appended to the config's callbacks; init args go to the last one appended
@@ -109,9 +112,21 @@ def non_negative(text: str) -> int:
     return int(text)
 
 
+def positive(text: str) -> int:
+    if int(text) < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return int(text)
+
+
 def share(text: str) -> float:
     if not 0 <= float(text) <= 1:  # refused here, not after the base model has trained
-        raise argparse.ArgumentTypeError("must be a share of the epochs, 0-1")
+        raise argparse.ArgumentTypeError("must be a share, 0-1")
+    return float(text)
+
+
+def crop_share(text: str) -> float:
+    if share(text) == 1:  # as data.corrections_share: some crops must come from the labelled cubes
+        raise argparse.ArgumentTypeError("must be below 1: some crops come from the labelled cubes")
     return float(text)
 
 
@@ -136,12 +151,10 @@ def one_seed(tmp: Path, seed: int, args: argparse.Namespace) -> dict:
     }
     uncorrected, reference = tmp / "uncorrected.zarr", tmp / "reference.zarr"
     shutil.copytree(work, uncorrected)
-    result["uncorrected_dice"] = tune_and_score(
-        uncorrected, tmp / "zero-run", base, args, seed, pool, heldout
-    )
+    result["uncorrected_dice"] = tune_and_score(uncorrected, tmp / "zero-run", base, args, seed, [], heldout)
     shutil.copytree(work, reference)
     correct(reference, truth, candidates, np.random.default_rng(seed))
-    result["all_corrected_dice"] = tune_and_score(reference, tmp / "ref-run", base, args, seed, pool, heldout)
+    result["all_corrected_dice"] = tune_and_score(reference, tmp / "ref-run", base, args, seed, [], heldout)
     target = 0.95 * result["all_corrected_dice"]
     # then the corrections were not needed at all: training longer without them reached the target
     result["uncorrected_reaches_target"] = result["uncorrected_dice"] >= target
@@ -156,7 +169,8 @@ def one_seed(tmp: Path, seed: int, args: argparse.Namespace) -> dict:
             correct(store, truth, [(x["cube"], x["slice"]) for x in rows], rng)
             corrected += len(rows)
             shifted.append(sum("-shift" in x["cube"] for x in rows))
-            score = tune_and_score(store, tmp / f"{strategy}-run{r}", base, args, seed, pool, heldout)
+            upcoming = pool if r + 1 < args.rounds else []
+            score = tune_and_score(store, tmp / f"{strategy}-run{r}", base, args, seed, upcoming, heldout)
             curve.append((corrected, score))
         reached = [n for n, d in curve[1:] if d >= target]
         result["curves"][strategy] = curve
@@ -225,8 +239,11 @@ def figure(seeds: list[dict], path: Path) -> None:
 def run(args: argparse.Namespace) -> dict:
     if args.tiny:
         args.rounds, args.budget, args.base_epochs, args.epochs, args.seeds, args.samples = 1, 2, 1, 1, [0], 8
-        args.shifted_cubes = 4
+        args.shifted_cubes, args.familiar = 4, 0
         args.strategies = ["discriminator", "random"]
+    args.rounds = args.rounds or (3 if args.quick else 5)
+    args.epochs = args.epochs or (6 if args.quick else 12)
+    args.seeds = args.seeds or ([0] if args.quick else [0, 1, 2, 3, 4])
     logging.getLogger("lightning").setLevel(logging.WARNING)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -251,27 +268,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--shifted-cubes", type=cube_count, default=12, help="shifted cubes, half pool and half held out (12)"
     )
     p.add_argument(
-        "--familiar", type=non_negative, default=0,
-        help="unshifted cubes in the pool beside the shifted ones (0): a pool a strategy must sort",
+        "--familiar", type=non_negative, default=6,
+        help="unshifted cubes in the pool beside the shifted ones (6): a pool a strategy must sort",
     )  # fmt: skip
     p.add_argument(
-        "--shift", type=float, default=1.0,
-        help="strength of the pool's domain shift, 0-1 (1: as `tcupgan synth --shift`)",
+        "--shift", type=share, default=0.5,
+        help="strength of the pool's domain shift, 0-1 (0.5; 1: as `tcupgan synth --shift`)",
     )  # fmt: skip
-    p.add_argument("--rounds", type=int, default=3, help="selection rounds (3)")
-    p.add_argument("--budget", type=int, default=8, help="slices corrected per round (8)")
-    p.add_argument("--base-epochs", type=int, default=8, help="epochs of the base model (8)")
-    p.add_argument("--epochs", type=int, default=3, help="fine-tuning epochs per round (3)")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="seeds (0 1)")
-    p.add_argument("--samples", type=int, default=32, help="training crops per epoch in quick mode (32)")
+    p.add_argument("--rounds", type=positive, help="selection rounds (5; quick 3)")
+    p.add_argument("--budget", type=positive, default=8, help="slices corrected per round (8)")
+    p.add_argument("--base-epochs", type=positive, default=8, help="epochs of the base model (8)")
+    p.add_argument("--epochs", type=positive, help="fine-tuning epochs per round (12; quick 6)")
+    p.add_argument("--seeds", type=int, nargs="+", help="seeds (0 1 2 3 4; quick 0)")
+    p.add_argument("--samples", type=positive, default=32, help="training crops per epoch in quick mode (32)")
     p.add_argument(
-        "--corrections-share", type=float, default=0.5,
+        "--corrections-share", type=crop_share, default=0.5,
         help="share of fine-tuning crops from corrected cubes (0.5; 0 = drawn like any cube, as before)",
     )  # fmt: skip
     p.add_argument(
-        "--average", type=share, default=0.0,
-        help="average each fine-tune's weights over this last share of its epochs (0: off; 0.5: the second "
-        "half), so one fine-tune per round is less of a lottery",
+        "--average", type=share, default=0.5,
+        help="average each fine-tune's weights over this last share of its epochs (0.5: the second half; "
+        "0: off), so one fine-tune per round is less of a lottery",
     )  # fmt: skip
     p.add_argument("--strategies", nargs="+", default=list(DEFAULT_STRATEGIES), choices=STRATEGIES)
     p.add_argument("--fit-args", default="", help='further fit arguments for every fit (ablations), e.g. '
