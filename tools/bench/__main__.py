@@ -249,7 +249,7 @@ def _shifted_picks(seeds: list[dict], strategy: str) -> str:
 
 def _effort(s: dict) -> list[str]:
     seeds = s["seeds"]
-    spread = " (± sd)" if len(seeds) > 1 else ""  # one seed has no spread to show
+    spread = len(seeds) > 1  # one seed has no spread to show
     familiar = s["settings"].get("familiar")  # absent from results before 2026-11-24
     average = s["settings"].get("average")  # absent from results before weight averaging (2026-11-24)
     lines = [
@@ -268,10 +268,10 @@ def _effort(s: dict) -> list[str]:
         "",
         *_header(
             "strategy",
-            f"effort reduction{spread and ' (mean ± sd)'}",
+            "effort reduction (mean ± sd)" if spread else "effort reduction",
             "vs random",
             "seeds not reaching the target",
-            f"share of the correction gain, mean of rounds{spread}",
+            f"share of the correction gain, mean of rounds{' (± sd)' if spread else ''}",
             "picks from shifted cubes",
         ),
     ]
@@ -285,10 +285,10 @@ def _effort(s: dict) -> list[str]:
         lines.append(
             _row(
                 name,
-                _share(row["effort_reduction_mean"], row["effort_reduction_std"], bool(spread)),
+                _share(row["effort_reduction_mean"], row["effort_reduction_std"], spread),
                 f"{row.get('minus_random', 0):+.0%}",
                 row["seeds_not_reaching_target"],
-                "–" if gain is None else _share(gain, row["gain_share_std"], bool(spread)),
+                "–" if gain is None else _share(gain, row["gain_share_std"], spread),
                 _shifted_picks(seeds, name),
             )
         )

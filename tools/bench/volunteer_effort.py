@@ -45,7 +45,7 @@ import shlex
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -100,22 +100,15 @@ def tune_and_score(work: Path, run: Path, base: str, args: argparse.Namespace, s
     return dice(work, work, heldout)
 
 
-def cube_count(text: str) -> int:
-    if int(text) < 2:
-        raise argparse.ArgumentTypeError("needs at least 2: one pool and one held-out cube")
-    return int(text)
+def at_least(low: int, message: str = "") -> Callable[[str], int]:
+    """An argparse type for integers of ``low`` or more (``message``: why, when the plain bound is not)."""
 
+    def integer(text: str) -> int:  # argparse names it in "invalid integer value: 'x'"
+        if int(text) < low:
+            raise argparse.ArgumentTypeError(message or f"must be {low} or more")
+        return int(text)
 
-def non_negative(text: str) -> int:
-    if int(text) < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
-    return int(text)
-
-
-def positive(text: str) -> int:
-    if int(text) < 1:
-        raise argparse.ArgumentTypeError("must be 1 or more")
-    return int(text)
+    return integer
 
 
 def share(text: str) -> float:
@@ -265,22 +258,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--quick", action="store_true", help="tiny cubes (16 x 64 x 64), under 15 minutes on 2 cores"
     )
     p.add_argument(
-        "--shifted-cubes", type=cube_count, default=12, help="shifted cubes, half pool and half held out (12)"
-    )
+        "--shifted-cubes", type=at_least(2, "needs at least 2: one pool and one held-out cube"), default=12,
+        help="shifted cubes, half pool and half held out (12)",
+    )  # fmt: skip
     p.add_argument(
-        "--familiar", type=non_negative, default=6,
+        "--familiar", type=at_least(0), default=6,
         help="unshifted cubes in the pool beside the shifted ones (6): a pool a strategy must sort",
     )  # fmt: skip
     p.add_argument(
         "--shift", type=share, default=0.5,
         help="strength of the pool's domain shift, 0-1 (0.5; 1: as `tcupgan synth --shift`)",
     )  # fmt: skip
-    p.add_argument("--rounds", type=positive, help="selection rounds (5; quick 3)")
-    p.add_argument("--budget", type=positive, default=8, help="slices corrected per round (8)")
-    p.add_argument("--base-epochs", type=positive, default=8, help="epochs of the base model (8)")
-    p.add_argument("--epochs", type=positive, help="fine-tuning epochs per round (12; quick 6)")
+    p.add_argument("--rounds", type=at_least(1), help="selection rounds (5; quick 3)")
+    p.add_argument("--budget", type=at_least(1), default=8, help="slices corrected per round (8)")
+    p.add_argument("--base-epochs", type=at_least(1), default=8, help="epochs of the base model (8)")
+    p.add_argument("--epochs", type=at_least(1), help="fine-tuning epochs per round (12; quick 6)")
     p.add_argument("--seeds", type=int, nargs="+", help="seeds (0 1 2 3 4; quick 0)")
-    p.add_argument("--samples", type=positive, default=32, help="training crops per epoch in quick mode (32)")
+    p.add_argument(
+        "--samples", type=at_least(1), default=32, help="training crops per epoch in quick mode (32)"
+    )
     p.add_argument(
         "--corrections-share", type=crop_share, default=0.5,
         help="share of fine-tuning crops from corrected cubes (0.5; 0 = drawn like any cube, as before)",
