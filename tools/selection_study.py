@@ -9,7 +9,8 @@ discriminator realness (and novelty, and entropy) with per-slice Dice error, and
 error that the top 10% / 20% of slices of each ranking hold, against random (mean of 20 seeds). Two totals:
 misclassified voxels (``error_share``) and summed per-slice Dice error (``dice_error_share``), each with
 the ``oracle``'s share (ranking by the true error: the most any ranking can hold), and how many of each
-ranking's top 20% come from the shifted cubes (``shifted_share_top20%``).
+ranking's top 20% come from the shifted cubes (``shifted_share_top20%``). ``discriminator`` is select's
+default (realness averaged over 5 slices), ``discriminator_alone`` each slice's own realness.
 Writes ``selection_quality.json`` and ``selection_quality.png`` under ``--out``.
 
     python -m tools.selection_study --out study-ablation --fit-args "--model.disc_corrupted 0"
@@ -57,21 +58,22 @@ def study(store_path: Path, out: Path) -> dict:
     store = CubeStore(store_path)
     wrong, dice_error, realness, novelty, entropy, shifted = {}, {}, {}, {}, {}, {}
     rankings: dict[str, list[list[tuple[str, int]]]] = {}
-    for strategy in ("discriminator", "novelty", "entropy", "hybrid", "random"):
-        seeds = range(20) if strategy == "random" else [0]
-        for seed in seeds:
-            rows = select_slices(store_path, 10**9, strategy=strategy, min_gap=1, seed=seed)
-            rankings.setdefault(strategy, []).append([(r["cube"], r["slice"]) for r in rows])
+    for label in ("discriminator", "discriminator_alone", "novelty", "entropy", "hybrid", "random"):
+        strategy, context = ("discriminator", 1) if label == "discriminator_alone" else (label, 5)
+        for seed in range(20) if strategy == "random" else [0]:
+            rows = select_slices(store_path, 10**9, strategy=strategy, min_gap=1, context=context, seed=seed)
+            rankings.setdefault(label, []).append([(r["cube"], r["slice"]) for r in rows])
             for r in rows:
                 realness[(r["cube"], r["slice"])] = r["realness"]
                 novelty[(r["cube"], r["slice"])] = r["novelty"]
                 entropy[(r["cube"], r["slice"])] = r["entropy"]
     for name in store.names():
         w, d = slice_errors(store, name)
+        is_shifted = bool(store[name].attrs["synthetic"]["shift"])  # as synthesize recorded it
         for z in range(len(w)):
             if (name, z) in realness:  # candidates only: slices with content
                 wrong[(name, z)], dice_error[(name, z)] = w[z], d[z]
-                shifted[(name, z)] = "shift" in name
+                shifted[(name, z)] = is_shifted
     keys = sorted(wrong)
     errors = [dice_error[k] for k in keys]
     result = {
@@ -103,7 +105,7 @@ def study(store_path: Path, out: Path) -> dict:
     for f in FRACTIONS:
         key = f"top{int(f * 100)}%"
         for table in ("error_share", "dice_error_share"):
-            for strategy in ("discriminator", "novelty", "hybrid"):
+            for strategy in ("discriminator", "discriminator_alone", "novelty", "hybrid"):
                 ratio = result[table][strategy][key] / result[table]["random"][key]
                 result[f"{strategy}_vs_random_{table}_{key}"] = ratio
     scores = {"realness": realness, "novelty": novelty}

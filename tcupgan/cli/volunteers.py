@@ -18,7 +18,7 @@ def cmd_select(args: argparse.Namespace) -> None:
 
     rows = select_slices(
         args.store, args.budget, strategy=args.strategy, per_cube=args.per_cube, min_gap=args.min_gap,
-        min_content=args.min_content, split=args.split, seed=args.seed,
+        min_content=args.min_content, context=args.context, split=args.split, seed=args.seed,
     )  # fmt: skip
     path = write_selection(rows, args.out)
     print(
@@ -113,6 +113,11 @@ def add_volunteer_commands(sub) -> None:
         help="minimum distance between slices of one cube, and from its already corrected slices (2)",
     )  # fmt: skip
     p.add_argument("--min-content", type=float, default=0.05, help="skip slices with less content (0.05)")
+    p.add_argument(
+        "--context", type=int, default=5,
+        help="discriminator strategy: rank by the mean realness of this many slices centred on each (odd; "
+        "1 = the slice alone; 5)",
+    )  # fmt: skip
     p.add_argument("--split", choices=["train", "val", "test"], help="select from the cubes of one split")
     p.add_argument("--seed", type=int, default=0, help="seed of the random strategy")
     p.add_argument("--out", required=True, help="selection CSV to write")

@@ -76,11 +76,15 @@ def slice_features(
     return pooled
 
 
+def _evenly_spaced(items, most: int):
+    """At most ``most`` of ``items``, evenly spaced from the first: a sample that spans them all."""
+    return items[:: -(-len(items) // most)] if len(items) else items
+
+
 def reference_cubes(store_path: str | Path, split: str = "train", max_cubes: int = 32) -> list[str]:
     """The labelled ``split`` cubes a reference is fitted on: at most ``max_cubes``, evenly spaced."""
     store = CubeStore(store_path)
-    names = [n for n in store.names(split=split) if store[n].label is not None]
-    return names[:: -(-len(names) // max_cubes)] if names else []
+    return _evenly_spaced([n for n in store.names(split=split) if store[n].label is not None], max_cubes)
 
 
 def fit_reference(
@@ -111,7 +115,7 @@ def fit_reference(
     vectors = []
     for name in names:
         cube = store[name]
-        keep = np.nonzero(content_fraction(store, name) >= min_content)[0][:per_cube]
+        keep = _evenly_spaced(np.nonzero(content_fraction(store, name) >= min_content)[0], per_cube)
         if len(keep):
 
             def truth(zs: slice, cube=cube) -> np.ndarray:

@@ -58,7 +58,7 @@ def test_novelty_measures_distance_from_the_labelled_training_slices(trained, tm
     Computed from the train slices themselves (with their true masks, predict's blocks and all) it stays
     near the reference's spread; a cube whose image is inverted lies far outside it. Without labelled train
     cubes there is no reference: novelty is left out and the run says how to get one."""
-    from tcupgan.inference.novelty import FeatureReference, fit_reference
+    from tcupgan.inference.novelty import FeatureReference, _evenly_spaced, fit_reference
     from tcupgan.inference.predict import load_model
 
     ref = FeatureReference(np.zeros(2), np.diag([1.0, 0.25]), slices=10, source="x")
@@ -69,6 +69,9 @@ def test_novelty_measures_distance_from_the_labelled_training_slices(trained, tm
     train = CubeStore(store_path).names(split="train")
     assert reference is not None and reference.slices >= 10
     assert reference.source == f"{store_path.resolve()}:train:{len(train)} cubes"
+    capped = fit_reference(load_model(ckpt), store_path, max_slices=2 * len(train))
+    assert capped.slices == 2 * len(train)  # two per cube, from its whole depth, not its first two:
+    np.testing.assert_array_equal(_evenly_spaced(np.arange(3, 10), 2), [3, 7])
     odd = tmp_path / "odd.zarr"
     synthesize("fatchecker", odd, n=1, seed=5, shape=(10, 50, 45))
     cube = CubeStore(odd)["fatchecker-s5-0000"]

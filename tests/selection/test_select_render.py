@@ -29,7 +29,7 @@ def scored(tmp_path):
 
 
 def test_discriminator_picks_lowest_realness_with_gap_cap_and_content(scored):
-    rows = select_slices(scored, 4, per_cube=2, min_gap=2)
+    rows = select_slices(scored, 4, per_cube=2, min_gap=2, context=1)
     picked = [(r["cube"], r["slice"]) for r in rows]
     # b/0 is empty; a/1 (0.10), a/2 too close (gap 2), a/4 (0.20), then a is capped at 2: b/2, b/4
     assert picked == [("a", 1), ("a", 4), ("b", 2), ("b", 4)]
@@ -40,12 +40,26 @@ def test_corrected_slices_are_not_sent_again_and_keep_their_neighbours_away(scor
     store = CubeStore(scored, mode="r+")
     corrections = np.zeros((6, 40, 30), np.uint8)
     store.write_array("a", "corrections", corrections, attrs={"slices": {"1": {"subject": "7"}}})
-    picked = [(r["cube"], r["slice"]) for r in select_slices(scored, 4, per_cube=2, min_gap=2)]
+    picked = [(r["cube"], r["slice"]) for r in select_slices(scored, 4, per_cube=2, min_gap=2, context=1)]
     # a/1 (0.10) was corrected in an earlier round and a/2 (0.15) is its neighbour; then a/4, b/2, b/4 (b is
     # capped); a/5, a/3 are next to a/4 and a/0 next to the corrected a/1: three picks for a budget of four
     assert picked == [("a", 4), ("b", 2), ("b", 4)]
-    without = [(r["cube"], r["slice"]) for r in select_slices(scored, 4, per_cube=2, min_gap=1)]
+    without = [(r["cube"], r["slice"]) for r in select_slices(scored, 4, per_cube=2, min_gap=1, context=1)]
     assert ("a", 2) in without and ("a", 1) not in without  # gap 1: neighbours allowed, the slice never
+
+
+def test_discriminator_context_averages_realness_over_neighbouring_slices_with_content(scored):
+    """Context 3: a/2 (own realness 0.15) ranks first, as the mean of a/1-a/3 (0.35) is the lowest, not a/1
+    (0.10, mean 0.38); b/1's mean leaves out the background slice b/0, (0.5 + 0.3) / 2 = 0.4."""
+    rows = select_slices(scored, 20, min_gap=1, context=3)
+    assert (rows[0]["cube"], rows[0]["slice"], rows[0]["realness"]) == ("a", 2, pytest.approx(0.15))
+    assert rows[0]["priority"] == pytest.approx(1 - 0.35)
+    b1 = next(r for r in rows if (r["cube"], r["slice"]) == ("b", 1))
+    assert b1["priority"] == pytest.approx(1 - 0.4) and b1["realness"] == pytest.approx(0.5)
+    assert select_slices(scored, 1, min_gap=1, context=1)[0]["slice"] == 1  # the slice alone: a/1
+    for bad in (0, 4):
+        with pytest.raises(InputError, match="odd"):
+            select_slices(scored, 1, context=bad)
 
 
 def test_strategies_and_determinism(scored):

@@ -149,6 +149,8 @@ def one_seed(tmp: Path, seed: int, args: argparse.Namespace) -> dict:
     correct(reference, truth, candidates, np.random.default_rng(seed))
     result["all_corrected_dice"] = tune_and_score(reference, tmp / "ref-run", base, args, seed, [], heldout)
     target = 0.95 * result["all_corrected_dice"]
+    hidden = CubeStore(truth)  # the synthesiser's record says which pool cubes are shifted
+    shifted_pool = {name for name in pool if hidden[name].attrs["synthetic"]["shift"] > 0}
     # then the corrections were not needed at all: training longer without them reached the target
     result["uncorrected_reaches_target"] = result["uncorrected_dice"] >= target
     for strategy in args.strategies:
@@ -161,7 +163,7 @@ def one_seed(tmp: Path, seed: int, args: argparse.Namespace) -> dict:
             rows = select_slices(store, args.budget, cubes=pool, strategy=strategy, seed=seed * 100 + r)
             correct(store, truth, [(x["cube"], x["slice"]) for x in rows], rng)
             corrected += len(rows)
-            shifted.append(sum("-shift" in x["cube"] for x in rows))
+            shifted.append(sum(x["cube"] in shifted_pool for x in rows))
             upcoming = pool if r + 1 < args.rounds else []
             score = tune_and_score(store, tmp / f"{strategy}-run{r}", base, args, seed, upcoming, heldout)
             curve.append((corrected, score))
