@@ -10,7 +10,8 @@ error that the top 10% / 20% of slices of each ranking hold, against random (mea
 misclassified voxels (``error_share``) and summed per-slice Dice error (``dice_error_share``), each with
 the ``oracle``'s share (ranking by the true error: the most any ranking can hold), and how many of each
 ranking's top 20% come from the shifted cubes (``shifted_share_top20%``). ``discriminator`` is select's
-default (realness averaged over 5 slices), ``discriminator_alone`` each slice's own realness.
+default (realness averaged over its default context of slices), ``discriminator_alone`` each slice's own
+realness.
 Writes ``selection_quality.json`` and ``selection_quality.png`` under ``--out``.
 
     python -m tools.selection_study --out study-ablation --fit-args "--model.disc_corrupted 0"
@@ -32,7 +33,7 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from tcupgan.data import CubeStore, synthesize
-from tcupgan.data.synth import cube_name
+from tcupgan.data.synth import cube_name, synthetic_shift
 from tcupgan.demo import fit_demo_model
 from tcupgan.inference import predict_store
 from tcupgan.metrics.evaluate import slice_dice
@@ -59,9 +60,10 @@ def study(store_path: Path, out: Path) -> dict:
     wrong, dice_error, realness, novelty, entropy, shifted = {}, {}, {}, {}, {}, {}
     rankings: dict[str, list[list[tuple[str, int]]]] = {}
     for label in ("discriminator", "discriminator_alone", "novelty", "entropy", "hybrid", "random"):
-        strategy, context = ("discriminator", 1) if label == "discriminator_alone" else (label, 5)
+        alone = label == "discriminator_alone"  # the slice's own realness, no context
+        strategy, options = ("discriminator", {"context": 1}) if alone else (label, {})
         for seed in range(20) if strategy == "random" else [0]:
-            rows = select_slices(store_path, 10**9, strategy=strategy, min_gap=1, context=context, seed=seed)
+            rows = select_slices(store_path, 10**9, strategy=strategy, min_gap=1, seed=seed, **options)
             rankings.setdefault(label, []).append([(r["cube"], r["slice"]) for r in rows])
             for r in rows:
                 realness[(r["cube"], r["slice"])] = r["realness"]
@@ -69,7 +71,7 @@ def study(store_path: Path, out: Path) -> dict:
                 entropy[(r["cube"], r["slice"])] = r["entropy"]
     for name in store.names():
         w, d = slice_errors(store, name)
-        is_shifted = bool(store[name].attrs["synthetic"]["shift"])  # as synthesize recorded it
+        is_shifted = synthetic_shift(store[name]) > 0
         for z in range(len(w)):
             if (name, z) in realness:  # candidates only: slices with content
                 wrong[(name, z)], dice_error[(name, z)] = w[z], d[z]

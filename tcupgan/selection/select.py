@@ -95,10 +95,11 @@ def select_slices(
         entropy = cube["slice_entropy"][...] if "slice_entropy" in cube else np.zeros_like(realness)
         novelty = _novelty(cube, name, needed=strategy in ("novelty", "hybrid"))
         content = content_fraction(store, name)
-        in_context = _context_mean(realness, content >= min_content, context)
+        has_content = content >= min_content
+        in_context = _context_mean(realness, has_content, context)
         near[name] = cube.corrected_slices
         corrected = set(near[name])
-        for z in np.nonzero(content >= min_content)[0]:
+        for z in np.nonzero(has_content)[0]:
             if z in corrected:
                 continue
             candidates.append(

@@ -51,6 +51,7 @@ from pathlib import Path
 import numpy as np
 
 from tcupgan.data import CubeStore
+from tcupgan.data.synth import synthetic_shift
 from tcupgan.demo import build_stores, dice, fit_demo_model
 from tcupgan.inference import predict_store
 from tcupgan.selection import STRATEGIES, select_slices
@@ -149,8 +150,8 @@ def one_seed(tmp: Path, seed: int, args: argparse.Namespace) -> dict:
     correct(reference, truth, candidates, np.random.default_rng(seed))
     result["all_corrected_dice"] = tune_and_score(reference, tmp / "ref-run", base, args, seed, [], heldout)
     target = 0.95 * result["all_corrected_dice"]
-    hidden = CubeStore(truth)  # the synthesiser's record says which pool cubes are shifted
-    shifted_pool = {name for name in pool if hidden[name].attrs["synthetic"]["shift"] > 0}
+    hidden = CubeStore(truth)  # the pool cubes as synthesised, with their recorded shift
+    shifted_pool = {name for name in pool if synthetic_shift(hidden[name]) > 0}
     # then the corrections were not needed at all: training longer without them reached the target
     result["uncorrected_reaches_target"] = result["uncorrected_dice"] >= target
     for strategy in args.strategies:

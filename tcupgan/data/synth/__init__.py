@@ -19,7 +19,7 @@ from tcupgan.data.store import StoreSpec
 from tcupgan.data.synth import brats, fatchecker, galaxy, kelp
 from tcupgan.errors import InputError
 
-__all__ = ["FAMILIES", "Family", "synthesize", "make_scene", "cube_name"]
+__all__ = ["FAMILIES", "Family", "synthesize", "make_scene", "cube_name", "synthetic_shift"]
 
 #: Split by position so even tiny stores get a validation cube: 6 train, 2 val, 2 test in every ten.
 _SPLIT_CYCLE = ("train", "train", "val", "train", "train", "test", "train", "val", "train", "test")
@@ -86,6 +86,11 @@ def cube_name(kind: str, seed: int, index: int, shift: float = 0.0) -> str:
     return f"{kind}{tag}-s{seed}-{index:04d}"
 
 
+def synthetic_shift(cube) -> float:
+    """The domain-shift strength :func:`synthesize` recorded for a cube of a store (0: unshifted)."""
+    return float(cube.attrs["synthetic"]["shift"])
+
+
 def synthesize(
     kind: str,
     out: str | Path,
@@ -119,7 +124,7 @@ def synthesize(
         attrs = {
             **attrs,
             "split": _SPLIT_CYCLE[i % 10],
-            "synthetic": {"family": kind, "seed": seed, "index": i, "shift": shift},
+            "synthetic": {"family": kind, "seed": seed, "index": i, "shift": float(shift)},
         }
         store.write_cube(name, image, label, attrs=attrs, arrays=arrays, overwrite=overwrite)
         report.written.append(name)
