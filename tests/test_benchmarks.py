@@ -125,6 +125,35 @@ def test_effort_summary_counts_effort_and_the_share_of_the_correction_gain():
     )
     assert abs(out["discriminator"]["gain_share_mean"] - 0.875) < 1e-9  # (0.35 / 0.4 + 0.35 / 0.4) / 2
     assert abs(out["random"]["gain_share_mean"] - 0.725) < 1e-9  # (0.2 / 0.4 + 0.38 / 0.4) / 2
+    # rounds past --rounds (a strategy going on to its target) count for effort, not for the gain share
+    measured["curves"]["discriminator"].append((24, 0.77))
+    measured["effort"]["discriminator"] = 24
+    out = summarise([measured], ["discriminator", "random"], rounds=2)
+    assert abs(out["discriminator"]["effort_reduction_mean"] - 0.4) < 1e-9
+    assert abs(out["discriminator"]["gain_share_mean"] - 0.875) < 1e-9
+
+
+def test_effort_strategy_short_of_the_target_goes_on_until_it_reaches_it():
+    """``--max-rounds``: every strategy runs ``--rounds``; after that only one still short of the target
+    picks again, and the loop stops at its first round at or above the target."""
+    from tools.bench.volunteer_effort import another_round, main
+
+    reached_early = [(0, 0.4), (8, 0.9), (16, 0.5)]
+    assert another_round(reached_early[:2], 0.8, 1, rounds=2)  # the common rounds run whatever the Dice
+    assert not another_round(reached_early, 0.8, 2, rounds=2)
+    assert another_round([(0, 0.4), (8, 0.6), (16, 0.7)], 0.8, 2, rounds=2)
+    assert not another_round([(0, 0.4), (8, 0.6), (16, 0.7), (24, 0.8)], 0.8, 3, rounds=2)
+    assert another_round([(0, 0.9)], 0.8, 0, rounds=1)  # nothing corrected is not a round of picks
+    with pytest.raises(SystemExit, match="below --rounds"):  # refused before any training
+        main(["--quick", "--rounds", "3", "--max-rounds", "2"])
+
+    result = main(["--tiny", "--max-rounds", "3", "--strategies", "random"])
+    res, target = result["seeds"][0], 0.95 * result["seeds"][0]["all_corrected_dice"]
+    dice = [d for _, d in res["curves"]["random"][1:]]
+    assert result["settings"]["max_rounds"] == 3 and 1 <= len(dice) <= 3
+    assert all(d < target for d in dice[:-1]) and (dice[-1] >= target or len(dice) == 3)
+    assert len(res["shifted_picks"]["random"]) == len(dice)
+    assert (res["effort"]["random"] is None) == (dice[-1] < target)
 
 
 def test_effort_pool_can_mix_familiar_cubes_with_the_shifted_ones(tmp_path):
@@ -150,7 +179,8 @@ def test_effort_pool_can_mix_familiar_cubes_with_the_shifted_ones(tmp_path):
 @pytest.mark.parametrize(
     ("option", "message"),
     [("--average=1.5", "share, 0-1"), ("--corrections-share=1", "below 1"),
-     ("--shifted-cubes=1", "at least 2"), ("--familiar=-1", "0 or more"), ("--epochs=0", "1 or more")],
+     ("--shifted-cubes=1", "at least 2"), ("--familiar=-1", "0 or more"), ("--epochs=0", "1 or more"),
+     ("--max-rounds=0", "1 or more")],
 )  # fmt: skip
 def test_effort_refuses_bad_settings_before_any_training(option, message, capsys):
     from tools.bench import volunteer_effort

@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from scipy.ndimage import uniform_filter1d
@@ -30,6 +31,18 @@ __all__ = ["STRATEGIES", "select_slices", "write_selection", "read_selection"]
 
 STRATEGIES = ("discriminator", "novelty", "entropy", "random", "hybrid")
 FIELDS = ("cube", "slice", "realness", "novelty", "entropy", "content", "priority", "rank", "strategy")
+
+
+class _Candidate(NamedTuple):
+    """One slice a strategy may pick: its scores as the store holds them."""
+
+    cube: str
+    slice: int
+    realness: float
+    realness_in_context: float  # what the discriminator strategy ranks by
+    novelty: float | None  # None: no slice_novelty from this cube's latest predict run
+    entropy: float
+    content: float
 
 
 def _ranks(values: np.ndarray) -> np.ndarray:
@@ -103,7 +116,7 @@ def select_slices(
             if z in corrected:
                 continue
             candidates.append(
-                (
+                _Candidate(
                     name,
                     int(z),
                     float(realness[z]),
@@ -111,14 +124,17 @@ def select_slices(
                     None if novelty is None else float(novelty[z]),
                     float(entropy[z]),
                     float(content[z]),
-                )  # fmt: skip
+                )
             )
     if not candidates:
         raise StoreError(
             f"no slice left to select: every slice has less than {min_content:.0%} content (lower "
             "--min-content) or volunteers already corrected it"
         )
-    in_context, novelty, entropy = (np.array([c[i] for c in candidates]) for i in (3, 4, 5))
+    in_context, novelty, entropy = (
+        np.array([getattr(c, field) for c in candidates])
+        for field in ("realness_in_context", "novelty", "entropy")
+    )
     if strategy == "random":
         priority = np.random.default_rng(seed).random(len(candidates))
     elif strategy == "hybrid":
@@ -128,19 +144,19 @@ def select_slices(
     chosen: list[dict] = []
     picked = dict.fromkeys(predicted, 0)  # new slices per cube, for per_cube
     for i in np.argsort(-priority, kind="stable"):
-        name, z, r, _, v, e, c = candidates[i]
-        if (per_cube and picked[name] >= per_cube) or any(abs(z - p) < min_gap for p in near[name]):
+        c = candidates[i]
+        if (per_cube and picked[c.cube] >= per_cube) or any(abs(c.slice - p) < min_gap for p in near[c.cube]):
             continue
-        picked[name] += 1
-        near[name].append(z)
+        picked[c.cube] += 1
+        near[c.cube].append(c.slice)
         chosen.append(
             {
-                "cube": name,
-                "slice": z,
-                "realness": r,
-                "novelty": v,
-                "entropy": e,
-                "content": c,
+                "cube": c.cube,
+                "slice": c.slice,
+                "realness": c.realness,
+                "novelty": c.novelty,
+                "entropy": c.entropy,
+                "content": c.content,
                 "priority": float(priority[i]),
                 "rank": len(chosen) + 1,
                 "strategy": strategy,

@@ -247,6 +247,11 @@ def _shifted_picks(seeds: list[dict], strategy: str) -> str:
     return f"{sum(map(sum, rounds))} of {picked}"
 
 
+def _more_rounds(settings: dict) -> str:
+    more = settings.get("max_rounds") or settings["rounds"]  # absent from results before 2026-12-03
+    return f", up to {more} for a strategy short of the target" if more > settings["rounds"] else ""
+
+
 def _effort(s: dict) -> list[str]:
     seeds = s["seeds"]
     spread = len(seeds) > 1  # one seed has no spread to show
@@ -259,7 +264,8 @@ def _effort(s: dict) -> list[str]:
         f"{seeds[0]['pool_slices']} "
         f"slices{f', {familiar} of its cubes unshifted' if familiar else ''}, shift strength "
         f"{s['settings'].get('shift', 1.0):g}; {s['settings']['rounds']} rounds of "
-        f"{s['settings']['budget']} slices; fine-tuning {s['settings']['epochs']} epochs"
+        f"{s['settings']['budget']} slices{_more_rounds(s['settings'])}; "
+        f"fine-tuning {s['settings']['epochs']} epochs"
         f"{f' (weights averaged over the last {average:.0%})' if average else ''}, "
         f"{s['settings'].get('corrections_share', 0):.0%} of its crops from corrected cubes). Effort = "
         "slices corrected until held-out Dice reaches 95% of the Dice with every pool slice corrected; "
