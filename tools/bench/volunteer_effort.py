@@ -30,9 +30,10 @@ simpler one measured noise:
   three repeated fine-tunes from 0.043 to 0.004 Dice with the whole pool corrected and 0.040 to 0.016
   with 16 slices.
 
-A seed of that setting is 22 fine-tunes of 12 epochs, 40-85 s each on 2 CPU cores (the machines we
-measured on differ twofold): 16-30 minutes. ``--quick`` runs one seed of three rounds with fine-tunes of
-6 epochs: 13 minutes on the slower machine (the same seed with 12 epochs: 23).
+A seed of that setting is 22 fine-tunes of 12 epochs (more where a strategy goes on past five rounds),
+40-85 s each on 2 CPU cores (the machines we measured on differ twofold): 16-30 minutes. ``--quick``
+runs one seed of three rounds with fine-tunes of 6 epochs: 13 minutes on the slower machine (the same
+seed with 12 epochs: 23).
 
     python -m tools.bench.volunteer_effort --quick     # seed 0, 3 rounds, 6-epoch fine-tunes
     python -m tools.bench.volunteer_effort --quick --epochs 12 --rounds 5 --max-rounds 12 --seeds 0 1 2 3 4
