@@ -180,7 +180,7 @@ def test_effort_pool_can_mix_familiar_cubes_with_the_shifted_ones(tmp_path):
     ("option", "message"),
     [("--average=1.5", "share, 0-1"), ("--corrections-share=1", "below 1"),
      ("--shifted-cubes=1", "at least 2"), ("--familiar=-1", "0 or more"), ("--epochs=0", "1 or more"),
-     ("--max-rounds=0", "1 or more")],
+     ("--max-rounds=0", "1 or more"), ("--per-cube=0", "1 or more")],
 )  # fmt: skip
 def test_effort_refuses_bad_settings_before_any_training(option, message, capsys):
     from tools.bench import volunteer_effort
@@ -190,11 +190,24 @@ def test_effort_refuses_bad_settings_before_any_training(option, message, capsys
     assert message in capsys.readouterr().err
 
 
-def test_effort_fine_tunes_can_average_their_weights():
+def test_effort_fine_tunes_can_average_their_weights_and_rounds_can_cap_picks_per_cube(monkeypatch):
     """``--average``: every fine-tune gets the TailAveraging callback (a wrong class path or init-arg
-    syntax would stop the fit) and the setting is recorded with the results."""
+    syntax would stop the fit) and the setting is recorded with the results. ``--per-cube`` reaches
+    every round's selection (select's own tests check the cap), and each pick is recorded."""
     from tools.bench import volunteer_effort
 
-    result = volunteer_effort.main(["--tiny", "--average", "0.5", "--strategies", "random"])
-    assert result["settings"]["average"] == 0.5
-    assert 0 <= result["seeds"][0]["all_corrected_dice"] <= 1
+    caps = []
+
+    def select_and_note_the_cap(*args, **kwargs):
+        caps.append(kwargs.get("per_cube"))
+        return select_slices(*args, **kwargs)
+
+    select_slices = volunteer_effort.select_slices
+    monkeypatch.setattr(volunteer_effort, "select_slices", select_and_note_the_cap)
+    result = volunteer_effort.main(["--tiny", "--average", "0.5", "--per-cube", "1"])
+    assert result["settings"]["average"] == 0.5 and result["settings"]["per_cube"] == 1
+    res = result["seeds"][0]
+    assert 0 <= res["all_corrected_dice"] <= 1
+    assert caps == [None, 1, 1]  # the pool listing, then one round of each --tiny strategy
+    for strategy, rounds in res["picks"].items():  # --tiny: one round of two picks from the pool
+        assert [len(r) for r in rounds] == [2] and res["shifted_picks"][strategy] == [2]

@@ -66,7 +66,7 @@ from tools.bench.common import bench_cli
 DEFAULT_STRATEGIES = ("discriminator", "entropy", "hybrid", "random")  # + novelty by --strategies
 SETTINGS = (
     "quick", "tiny", "shift", "shifted_cubes", "familiar", "rounds", "budget", "base_epochs", "epochs",
-    "seeds", "samples", "corrections_share", "average", "fit_args", "max_rounds",
+    "seeds", "samples", "corrections_share", "average", "fit_args", "max_rounds", "per_cube",
 )  # fmt: skip
 
 
@@ -146,6 +146,7 @@ def one_seed(tmp: Path, seed: int, args: argparse.Namespace) -> dict:
         "curves": {},
         "effort": {},
         "shifted_picks": {},  # per strategy and round: picks from shifted cubes (the rest: --familiar ones)
+        "picks": {},  # per strategy and round: [cube, slice] of every pick
     }
     uncorrected, reference = tmp / "uncorrected.zarr", tmp / "reference.zarr"
     shutil.copytree(work, uncorrected)
@@ -163,14 +164,17 @@ def one_seed(tmp: Path, seed: int, args: argparse.Namespace) -> dict:
         shutil.copytree(work, store)
         rng = np.random.default_rng(seed)
         corrected = 0
-        curve, shifted = [(0, result["uncorrected_dice"])], []
+        curve, shifted, picks = [(0, result["uncorrected_dice"])], [], []
         for r in range(args.max_rounds):  # `tcupgan select`'s own rules: never a corrected slice again, gap 2
             if not another_round(curve, target, r, args.rounds):
                 break
-            rows = select_slices(store, args.budget, cubes=pool, strategy=strategy, seed=seed * 100 + r)
+            rows = select_slices(
+                store, args.budget, cubes=pool, strategy=strategy, per_cube=args.per_cube, seed=seed * 100 + r
+            )
             correct(store, truth, [(x["cube"], x["slice"]) for x in rows], rng)
             corrected += len(rows)
             shifted.append(sum(x["cube"] in shifted_pool for x in rows))
+            picks.append([[x["cube"], x["slice"]] for x in rows])
             upcoming = pool if r + 1 < args.max_rounds else []
             score = tune_and_score(store, tmp / f"{strategy}-run{r}", base, args, seed, upcoming, heldout)
             curve.append((corrected, score))
@@ -178,6 +182,7 @@ def one_seed(tmp: Path, seed: int, args: argparse.Namespace) -> dict:
         result["curves"][strategy] = curve
         result["effort"][strategy] = reached[0] if reached else None
         result["shifted_picks"][strategy] = shifted
+        result["picks"][strategy] = picks
     return result
 
 
@@ -299,6 +304,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="rounds a strategy still short of the target may go on to (12; quick: --rounds, no more)",
     )  # fmt: skip
     p.add_argument("--budget", type=at_least(1), default=8, help="slices corrected per round (8)")
+    p.add_argument(
+        "--per-cube", type=at_least(1), help="at most this many new slices of one cube per round (no cap)"
+    )
     p.add_argument("--base-epochs", type=at_least(1), default=8, help="epochs of the base model (8)")
     p.add_argument("--epochs", type=at_least(1), help="fine-tuning epochs per round (12; quick 6)")
     p.add_argument("--seeds", type=int, nargs="+", help="seeds (0 1 2 3 4; quick 0)")
