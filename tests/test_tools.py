@@ -43,11 +43,15 @@ def test_volunteer_loop_end_to_end_against_the_sandbox(tmp_path):
 
 def test_selection_study_reports_shares_and_draws_the_figure(tmp_path):
     study = ("tools.selection_study", "--out", str(tmp_path), "--quick")
-    run_tool(*study, "--fit-args", "--model.dropout 0.1", "--normal", "3", "--shifted", "1")
+    fit = ("--fit-args", "--model.dropout 0.1", "--unlabelled-share", "0.3")
+    run_tool(*study, *fit, "--normal", "3", "--shifted", "1")
     result = json.loads((tmp_path / "selection_quality.json").read_text())
     assert result["cubes"] == 4
     hparams = next(tmp_path.glob("run/**/hparams.yaml")).read_text()
-    assert "dropout: 0.1" in hparams  # --fit-args reached fit
+    assert "dropout: 0.1" in hparams and "unlabelled_share: 0.3" in hparams  # both reached fit
+    train = CubeStore(tmp_path / "train.zarr")  # the test cubes trained on as unlabelled cubes
+    pool = [n for n in train.names(split="train") if train[n].label is None]
+    assert sorted(pool) == CubeStore(tmp_path / "mixed.zarr").names()
     for strategy in ("discriminator", "entropy", "hybrid", "random"):
         for table in ("error_share", "dice_error_share"):
             shares, oracle = result[table][strategy], result[table]["oracle"]

@@ -16,6 +16,11 @@ Writes ``selection_quality.json`` and ``selection_quality.png`` under ``--out``.
 
     python -m tools.selection_study --out study-ablation --fit-args "--model.disc_corrupted 0"
     python -m tools.selection_study --out study-rare --ckpt CKPT --normal 10 --shifted 2   # rare shift
+    python -m tools.selection_study --out study-pool --unlabelled-share 0.25
+
+``--unlabelled-share`` puts the test cubes' images (no labels) into the training store and trains with
+``data.unlabelled_share``: the discriminator then learns to call the generator's masks on them fake, as
+it would on a project's pool of cubes awaiting volunteers.
 
 Novelty compares with the labelled training slices of ``--reference`` (default: the study's
 ``train.zarr``, the 10 fatchecker cubes the demo model trains on, synthesised when missing).
@@ -140,6 +145,13 @@ def _figure(rankings, wrong, scores, dice_error, shifted, path: Path, result: di
     plt.close(fig)
 
 
+def add_unlabelled(source: Path, train: Path) -> None:
+    """``source``'s cubes, images only, as unlabelled train cubes of ``train`` (those there already kept)."""
+    src, dst = CubeStore(source), CubeStore(train, mode="r+")
+    for name in sorted(set(src.names()) - set(dst.names())):
+        dst.write_cube(name, src[name].image[...], None, attrs={**src[name].attrs, "split": "train"})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -152,6 +164,10 @@ def main() -> None:
     parser.add_argument("--fit-args", default="", help='further fit arguments, e.g. "--model.lr_d 3e-3"')
     parser.add_argument("--normal", type=int, help="normal test cubes (6; quick 2)")
     parser.add_argument("--shifted", type=int, help="domain-shifted test cubes (6; quick 2)")
+    parser.add_argument(
+        "--unlabelled-share", type=float, default=0.0,
+        help="train with the test cubes as unlabelled train cubes, this share of the crops (0: not)",
+    )  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="tiny cubes and 1 epoch (smoke run)")
     args = parser.parse_args()
     counts = {"normal": args.normal, "shifted": args.shifted}
@@ -171,13 +187,18 @@ def main() -> None:
     train = out / "train.zarr"
     if args.reference is None or ckpt is None:  # the demo model's training cubes; skips what exists
         synthesize("fatchecker", train, n=4 if args.quick else 10, seed=0, shape=shape)
-    if ckpt is None:
-        ckpt = fit_demo_model(
-            train, out / "run", 1 if args.quick else args.epochs, args.quick, seed=args.seed,
-            extra=shlex.split(args.fit_args),
-        )  # fmt: skip
     synthesize("fatchecker", mixed, n=counts["normal"], seed=2, shape=shape)
     synthesize("fatchecker", mixed, n=counts["shifted"], seed=3, shift=True, shape=shape)
+    extra = shlex.split(args.fit_args)
+    if args.unlabelled_share:
+        if args.ckpt:
+            parser.error("--unlabelled-share trains the model: leave out --ckpt")
+        add_unlabelled(mixed, train)
+        extra += ["--data.unlabelled_share", str(args.unlabelled_share)]
+    if ckpt is None:
+        ckpt = fit_demo_model(
+            train, out / "run", 1 if args.quick else args.epochs, args.quick, seed=args.seed, extra=extra
+        )  # fmt: skip
     predict_store(ckpt, mixed, reference=args.reference or train)
     result = study(mixed, out)
     result["checkpoint"] = str(ckpt)

@@ -10,10 +10,17 @@ fractions of volunteers, as Galaxy Zoo 3D provides them), so the outputs become 
 Volunteer corrections (``tcupgan harvest``) override the label on their slices. A cube with no ground
 truth but some corrected slices trains too: its crops always hold a corrected slice, and each item says
 which of its slices are labelled so the losses ignore the others.
+
+With ``unlabelled_share`` a share of the crops comes from train cubes with neither labels nor corrections
+(the pool volunteers pick from), every slice unlabelled: no segmentation loss and no real term, but the
+generator's masks on them are the discriminator's fakes like any other (and the generator's adversarial
+term covers them, as in semi-supervised adversarial segmentation), so the verdict learns where the
+labelled data does not reach (the labelled-versus-unlabelled discriminator of VAAL, Sinha et al. 2019).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,6 +34,8 @@ from tcupgan.data.transforms import augmentations, label_to_target, n_targets, n
 from tcupgan.errors import ConfigError
 
 __all__ = ["CubeDataModule", "CropDataset", "CubeDataset"]
+
+log = logging.getLogger(__name__)
 
 
 def _crop_size(crop: Sequence[int], shape: Sequence[int]) -> tuple[int, int, int]:
@@ -91,7 +100,8 @@ class CropDataset(Dataset):
     Each item: {"image": (C, d, h, w) float32 normalised, "target": (K, d, h, w) float32,
     "labelled": (d,) bool (slices the losses may use), "cube": name}. ``target``: ``label`` or a soft-target
     array such as ``vote_fraction`` (crops are then centred where any volunteer voted). ``cube_weights``:
-    how often each cube is drawn, relative to the others (None: all alike).
+    how often each cube is drawn, relative to the others (None: all alike). ``unlabelled``: cubes without
+    any label, ``unlabelled_share`` of the crops drawn from them (all slices marked unlabelled).
     """
 
     def __init__(
@@ -105,8 +115,11 @@ class CropDataset(Dataset):
         seed: int = 0,
         target: str = "label",
         cube_weights: Sequence[float] | None = None,
+        unlabelled: Sequence[str] = (),
+        unlabelled_share: float = 0.0,
     ) -> None:
         self.store_path, self.names, self.crop, self.samples = str(store), list(names), tuple(crop), samples
+        self.unlabelled, self.unlabelled_share = list(unlabelled), unlabelled_share if unlabelled else 0.0
         self.cube_p = None if cube_weights is None else np.asarray(cube_weights, float) / sum(cube_weights)
         self.foreground_ratio, self.seed, self.target = foreground_ratio, seed, check_target(target)
         self.augment = augmentations() if augment else None
@@ -147,8 +160,9 @@ class CropDataset(Dataset):
             self._corrected_slices[name] = cube.corrected_slices
         return self._corrected_slices[name]
 
-    def __getitem__(self, index: int) -> dict:
-        rng = self.rng
+    def _labelled_crop(self, rng: np.random.Generator) -> tuple[str, np.ndarray, np.ndarray, np.ndarray]:
+        """A crop of a labelled (or corrected) cube, a share centred on foreground: image, target, and
+        which slices are labelled."""
         n = len(self.names)
         name = self.names[rng.integers(n) if self.cube_p is None else rng.choice(n, p=self.cube_p)]
         cube = self.store[name]
@@ -184,6 +198,24 @@ class CropDataset(Dataset):
         else:
             label, labelled = read_training_label(cube, window, corrected)
             target = label_to_target(label, self.store.task, len(self.store.class_names))
+        return name, image, target, labelled
+
+    def _unlabelled_crop(self, rng: np.random.Generator) -> tuple[str, np.ndarray, np.ndarray, np.ndarray]:
+        """A crop at a random place of an unlabelled cube: image, zero target, no slice labelled."""
+        cube = self.store[self.unlabelled[rng.integers(len(self.unlabelled))]]
+        crop = _crop_size(self.crop, cube.shape[1:])
+        start = [int(rng.integers(0, s - k + 1)) for k, s in zip(crop, cube.shape[1:], strict=True)]
+        window = tuple(slice(a, a + k) for a, k in zip(start, crop, strict=True))
+        target = np.zeros((n_targets(self.store.task, self.store.class_names), *crop), np.float32)
+        image = normalise(cube.image[(slice(None), *window)], cube.attrs)
+        return cube.name, image, target, np.zeros(crop[0], bool)
+
+    def __getitem__(self, index: int) -> dict:
+        rng = self.rng
+        if self.unlabelled_share and rng.random() < self.unlabelled_share:
+            name, image, target, labelled = self._unlabelled_crop(rng)
+        else:
+            name, image, target, labelled = self._labelled_crop(rng)
         item = {"image": image, "target": target}
         if self.augment is not None:
             self.augment.set_random_state(seed=int(rng.integers(2**31)))
@@ -237,6 +269,9 @@ class CubeDataModule(L.LightningDataModule):
         corrections_share: share of crops drawn from cubes holding volunteer corrections (0: every
             trainable cube alike). After a volunteer round a few dozen corrected slices sit among many
             labelled cubes; drawn like the rest, they shape a retraining little.
+        unlabelled_share: share of crops drawn from train cubes with neither labels nor corrections (the
+            volunteers' pool), whose predicted masks the discriminator learns to call fake (0: unused).
+            Its verdict then tells the slices the labelled data does not cover from those it does.
     """
 
     def __init__(
@@ -253,12 +288,16 @@ class CubeDataModule(L.LightningDataModule):
         seed: int = 0,
         target: str = "label",
         corrections_share: float = 0.0,
+        unlabelled_share: float = 0.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         check_target(target)
-        if not 0 <= corrections_share < 1:
-            raise ConfigError(f"corrections_share must be in [0, 1), got {corrections_share}")
+        for name, share in (("corrections_share", corrections_share), ("unlabelled_share", unlabelled_share)):
+            if not 0 <= share < 1:
+                raise ConfigError(f"{name} must be in [0, 1), got {share}")
+        if unlabelled_share and target != "label":
+            raise ConfigError("unlabelled_share works with data.target 'label' only")
         store_obj = CubeStore(store)  # fail here, with the store's own message, if the path is wrong
         self.task = store_obj.task
         self.in_channels = len(store_obj.channel_names)
@@ -268,7 +307,13 @@ class CubeDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         store = CubeStore(self.hparams.store)
         target = self.hparams.target
-        self.train_names = [n for n in store.names(split="train") if is_trainable(store[n], target)]
+        train = store.names(split="train")
+        self.train_names = [n for n in train if is_trainable(store[n], target)]
+        self.unlabelled_names = (
+            [n for n in train if n not in self.train_names] if self.hparams.unlabelled_share else []
+        )
+        if self.hparams.unlabelled_share and not self.unlabelled_names:
+            log.info("unlabelled_share: %s has no unlabelled train cubes; every crop is labelled", store.path)
         fraction = self.hparams.label_fraction
         if not 0 < fraction <= 1:
             raise ConfigError(f"label_fraction must be in (0, 1], got {fraction}")
@@ -322,6 +367,8 @@ class CubeDataModule(L.LightningDataModule):
             hp.seed,
             hp.target,
             self.train_weights,
+            self.unlabelled_names,
+            hp.unlabelled_share,
         )
         return self._loader(data, hp.batch_size, shuffle=False)
 

@@ -252,6 +252,8 @@ class TCuPGAN(L.LightningModule):
         target = torch.ones_like(logits) if real else torch.zeros_like(logits)
         if slices is None:
             return F.binary_cross_entropy_with_logits(logits, target)
+        if not slices.any():  # a batch of unlabelled crops (data.unlabelled_share): nothing to score
+            return logits.sum() * 0
         weight = slices[:, None, :, None, None].to(logits.dtype).expand_as(logits)
         return (
             F.binary_cross_entropy_with_logits(logits, target, weight=weight, reduction="sum") / weight.sum()
@@ -269,7 +271,7 @@ class TCuPGAN(L.LightningModule):
             for b, m in enumerate(slices)
             if m.any()
         ]
-        return torch.stack(losses).mean()
+        return torch.stack(losses).mean() if losses else logits.sum() * 0  # all unlabelled: no loss
 
     def _step_optimizer(self, optimizer, loss: torch.Tensor) -> None:
         self.toggle_optimizer(optimizer)

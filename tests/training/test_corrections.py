@@ -114,3 +114,57 @@ def test_corrections_share_sets_how_often_corrected_cubes_are_drawn(store):
     assert abs(favoured - 0.9) < 0.05
     with pytest.raises(ConfigError, match="corrections_share"):
         CubeDataModule(str(path), corrections_share=1.0)
+
+
+def test_unlabelled_cubes_give_a_share_of_crops_that_only_the_discriminator_learns_from(store, tmp_path):
+    """Train cubes with neither labels nor corrections (the volunteers' pool) are drawn at
+    ``unlabelled_share``, every slice unlabelled; a batch of them costs the generator no segmentation loss
+    and the discriminator no real term, and a fit with them runs end to end."""
+    path, donor = store
+    mixed = tmp_path / "mixed.zarr"
+    source = CubeStore(path)
+    target = CubeStore.create(
+        mixed, task="binary", channel_names=source.channel_names, class_names=source.class_names
+    )
+    for name, split in ((donor, "train"), (source.names(split="val")[0], "val")):
+        target.write_cube(name, source[name].image[...], source[name].label[...], attrs={"split": split})
+    target.write_cube("pool", source[donor].image[...][:, ::-1], None, attrs={"split": "train"})
+
+    def module(share: float) -> CubeDataModule:
+        return CubeDataModule(str(mixed), crop_size=(6, 32, 32), batch_size=2, samples_per_epoch=200,
+                              num_workers=0, augment=False, unlabelled_share=share)  # fmt: skip
+
+    data = module(0.3)
+    data.setup("fit")
+    assert data.train_names == [donor] and data.unlabelled_names == ["pool"]
+    crops = data.train_dataloader().dataset
+    items = [crops[i] for i in range(len(crops))]
+    pool = [item for item in items if item["cube"] == "pool"]
+    assert 0.2 < len(pool) / len(items) < 0.4
+    assert all(not item["labelled"].any() and item["target"].sum() == 0 for item in pool)
+    assert all(item["labelled"].all() for item in items if item["cube"] != "pool")
+    plain = module(0.0)
+    plain.setup("fit")
+    crops = plain.train_dataloader().dataset
+    assert plain.unlabelled_names == [] and {crops[i]["cube"] for i in range(len(crops))} == {donor}
+
+    model = TCuPGAN(1, 1, ["fg"], **SMALL_MODEL)
+    none = torch.zeros(2, 6, dtype=torch.bool)
+    logits = torch.randn(2, 1, 6, 16, 16, requires_grad=True)
+    d_logits = torch.randn(2, 1, 6, 4, 4, requires_grad=True)
+    losses = model._seg_loss(logits, torch.zeros_like(logits), none) + model._bce(d_logits, True, none)
+    losses.backward()
+    assert losses.item() == 0 and logits.grad.abs().sum() == 0 and d_logits.grad.abs().sum() == 0
+
+    fit = module(0.5)
+    fit.hparams.samples_per_epoch = 8
+    trainer = L.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=tmp_path)  # fmt: skip
+    trainer.fit(TCuPGAN(1, 1, ["fg"], **SMALL_MODEL), fit)
+    assert all(
+        torch.isfinite(trainer.callback_metrics[k]) for k in ("train/seg_loss_epoch", "train/d_loss_epoch")
+    )
+    with pytest.raises(ConfigError, match="unlabelled_share"):
+        CubeDataModule(str(mixed), unlabelled_share=1.0)
+    with pytest.raises(ConfigError, match="unlabelled_share"):
+        CubeDataModule(str(mixed), unlabelled_share=0.5, target="vote_fraction")
