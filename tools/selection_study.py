@@ -175,6 +175,8 @@ def main() -> None:
         counts[kind] = (2 if args.quick else 6) if n is None else n
         if counts[kind] < 1:
             parser.error(f"--{kind} must be at least 1 (the study compares normal with shifted cubes)")
+    if args.unlabelled_share and args.ckpt:
+        parser.error("--unlabelled-share trains the model: leave out --ckpt")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     mixed = out / "mixed.zarr"
@@ -191,8 +193,6 @@ def main() -> None:
     synthesize("fatchecker", mixed, n=counts["shifted"], seed=3, shift=True, shape=shape)
     extra = shlex.split(args.fit_args)
     if args.unlabelled_share:
-        if args.ckpt:
-            parser.error("--unlabelled-share trains the model: leave out --ckpt")
         add_unlabelled(mixed, train)
         extra += ["--data.unlabelled_share", str(args.unlabelled_share)]
     if ckpt is None:

@@ -43,6 +43,11 @@ def _crop_size(crop: Sequence[int], shape: Sequence[int]) -> tuple[int, int, int
     return tuple(min(int(c), int(s)) for c, s in zip(crop, shape, strict=True))  # type: ignore[return-value]
 
 
+def _random_start(rng: np.random.Generator, crop: Sequence[int], shape: Sequence[int]) -> list[int]:
+    """The corner of a ``crop`` placed uniformly at random inside ``shape``."""
+    return [int(rng.integers(0, s - k + 1)) for k, s in zip(crop, shape, strict=True)]
+
+
 def has_target(cube, target: str = "label") -> bool:
     """Whether a cube holds the whole training target (its label, or a soft-target array)."""
     return cube.label is not None if target == "label" else target in cube
@@ -190,7 +195,7 @@ class CropDataset(Dataset):
                 for c, k, s, j in zip(centre, crop, shape, jitter, strict=True)
             ]
         else:
-            start = [int(rng.integers(0, s - k + 1)) for k, s in zip(crop, shape, strict=True)]
+            start = _random_start(rng, crop, shape)
         window = tuple(slice(a, a + k) for a, k in zip(start, crop, strict=True))
         image = normalise(cube.image[(slice(None), *window)], cube.attrs)
         if soft:
@@ -204,7 +209,7 @@ class CropDataset(Dataset):
         """A crop at a random place of an unlabelled cube: image, zero target, no slice labelled."""
         cube = self.store[self.unlabelled[rng.integers(len(self.unlabelled))]]
         crop = _crop_size(self.crop, cube.shape[1:])
-        start = [int(rng.integers(0, s - k + 1)) for k, s in zip(crop, cube.shape[1:], strict=True)]
+        start = _random_start(rng, crop, cube.shape[1:])
         window = tuple(slice(a, a + k) for a, k in zip(start, crop, strict=True))
         target = np.zeros((n_targets(self.store.task, self.store.class_names), *crop), np.float32)
         image = normalise(cube.image[(slice(None), *window)], cube.attrs)
@@ -309,11 +314,12 @@ class CubeDataModule(L.LightningDataModule):
         target = self.hparams.target
         train = store.names(split="train")
         self.train_names = [n for n in train if is_trainable(store[n], target)]
-        self.unlabelled_names = (
-            [n for n in train if n not in self.train_names] if self.hparams.unlabelled_share else []
-        )
-        if self.hparams.unlabelled_share and not self.unlabelled_names:
-            log.info("unlabelled_share: %s has no unlabelled train cubes; every crop is labelled", store.path)
+        self.unlabelled_names = []
+        if self.hparams.unlabelled_share:
+            trainable = set(self.train_names)
+            self.unlabelled_names = [n for n in train if n not in trainable]
+            if not self.unlabelled_names:
+                log.info("unlabelled_share: %s has no unlabelled train cubes; all crops labelled", store.path)
         fraction = self.hparams.label_fraction
         if not 0 < fraction <= 1:
             raise ConfigError(f"label_fraction must be in (0, 1], got {fraction}")

@@ -252,11 +252,10 @@ class TCuPGAN(L.LightningModule):
         target = torch.ones_like(logits) if real else torch.zeros_like(logits)
         if slices is None:
             return F.binary_cross_entropy_with_logits(logits, target)
-        if not slices.any():  # a batch of unlabelled crops (data.unlabelled_share): nothing to score
-            return logits.sum() * 0
         weight = slices[:, None, :, None, None].to(logits.dtype).expand_as(logits)
-        return (
-            F.binary_cross_entropy_with_logits(logits, target, weight=weight, reduction="sum") / weight.sum()
+        return (  # a batch of unlabelled crops (data.unlabelled_share) weighs nothing: loss 0
+            F.binary_cross_entropy_with_logits(logits, target, weight=weight, reduction="sum")
+            / weight.sum().clamp_min(1)
         )
 
     def _seg_loss(
