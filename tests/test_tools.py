@@ -64,6 +64,10 @@ def test_selection_study_reports_shares_and_draws_the_figure(tmp_path):
     refused = subprocess.run([sys.executable, "-m", *study, "--shifted", "2"], cwd=ROOT, capture_output=True)
     assert refused.returncode == 2 and b"other counts" in refused.stderr
     assert len(CubeStore(tmp_path / "mixed.zarr").names()) == 4
+    whole = ("tools.selection_study", "--out", str(tmp_path / "whole"), "--unlabelled-share", "1")
+    refused = subprocess.run([sys.executable, "-m", *whole], cwd=ROOT, capture_output=True)
+    assert refused.returncode == 2 and b"must be below 1" in refused.stderr
+    assert not (tmp_path / "whole").exists()  # refused by argparse, before any store
 
 
 def test_demo_refuses_a_folder_that_holds_files(tmp_path, capsys):

@@ -43,6 +43,7 @@ from tcupgan.demo import fit_demo_model
 from tcupgan.inference import predict_store
 from tcupgan.metrics.evaluate import slice_dice
 from tcupgan.selection import select_slices
+from tools.bench.common import crop_share
 
 FRACTIONS = (0.1, 0.2)
 
@@ -165,7 +166,7 @@ def main() -> None:
     parser.add_argument("--normal", type=int, help="normal test cubes (6; quick 2)")
     parser.add_argument("--shifted", type=int, help="domain-shifted test cubes (6; quick 2)")
     parser.add_argument(
-        "--unlabelled-share", type=float, default=0.0,
+        "--unlabelled-share", type=crop_share, default=0.0,
         help="train with the test cubes as unlabelled train cubes, this share of the crops (0: not)",
     )  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="tiny cubes and 1 epoch (smoke run)")

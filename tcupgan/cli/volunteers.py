@@ -18,7 +18,8 @@ def cmd_select(args: argparse.Namespace) -> None:
 
     rows = select_slices(
         args.store, args.budget, strategy=args.strategy, per_cube=args.per_cube, min_gap=args.min_gap,
-        min_content=args.min_content, context=args.context, split=args.split, seed=args.seed,
+        min_content=args.min_content, context=args.context, calibrate=args.calibrate, split=args.split,
+        seed=args.seed,
     )  # fmt: skip
     path = write_selection(rows, args.out)
     print(
@@ -117,6 +118,11 @@ def add_volunteer_commands(sub) -> None:
         "--context", type=int, default=5,
         help="discriminator strategy: rank by the mean realness of this many slices centred on each (odd; "
         "1 = the slice alone; 5)",
+    )  # fmt: skip
+    p.add_argument(
+        "--calibrate", choices=["none", "position"], default="none",  # select.CALIBRATIONS (slow import)
+        help="discriminator strategy: position = realness minus the median of its depth index over the "
+        "cubes, so the first slices (the ConvLSTM has no memory there yet) do not crowd the picks (none)",
     )  # fmt: skip
     p.add_argument("--split", choices=["train", "val", "test"], help="select from the cubes of one split")
     p.add_argument("--seed", type=int, default=0, help="seed of the random strategy")

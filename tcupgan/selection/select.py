@@ -27,9 +27,10 @@ from tcupgan.data.transforms import normalise
 from tcupgan.errors import InputError, StoreError
 from tcupgan.tables import write_csv
 
-__all__ = ["STRATEGIES", "select_slices", "write_selection", "read_selection"]
+__all__ = ["STRATEGIES", "CALIBRATIONS", "select_slices", "write_selection", "read_selection"]
 
 STRATEGIES = ("discriminator", "novelty", "entropy", "random", "hybrid")
+CALIBRATIONS = ("none", "position")
 FIELDS = ("cube", "slice", "realness", "novelty", "entropy", "content", "priority", "rank", "strategy")
 
 
@@ -77,6 +78,7 @@ def select_slices(
     min_gap: int = 2,
     min_content: float = 0.05,
     context: int = 5,
+    calibrate: str = "none",
     cubes: Sequence[str] | None = None,
     split: str | None = None,
     seed: int = 0,
@@ -88,6 +90,13 @@ def select_slices(
     5 raised the top 20%'s share of the Dice error in four of six runs (by 0.09-0.23 of random's) and
     moved it by at most 0.01 in the others (docs/selection-study.md). The ``realness`` column stays the
     slice's own score.
+
+    ``calibrate="position"``: the discriminator strategy ranks a slice by its realness minus the median
+    realness of the slices at the same depth index in the ranked cubes, before the context mean. The
+    generator's ConvLSTM walks the cube one way, so its first slices, with no memory yet, get worse masks
+    and lower realness in every cube alike; that says where a slice sits, not whether the cube is
+    unfamiliar, and uncalibrated the verdict crowds its picks onto cube ends
+    (docs/volunteer-effort.md measures both).
     """
     if strategy not in STRATEGIES:
         raise InputError(f"unknown strategy '{strategy}'; choose one of {STRATEGIES}")
@@ -95,21 +104,30 @@ def select_slices(
         raise InputError("--budget must be at least 1")
     if context < 1 or context % 2 == 0:
         raise InputError(f"--context must be an odd number of slices, 1 or more (got {context})")
+    if calibrate not in CALIBRATIONS:
+        raise InputError(f"unknown calibration '{calibrate}'; choose one of {CALIBRATIONS}")
     store = CubeStore(store_path)
     names = list(cubes) if cubes else store.names(split=split)
     predicted = [n for n in names if "slice_scores" in store[n]]
     if not predicted:
         raise StoreError(f"no cube of '{store.path}' has slice scores; run `tcupgan predict` first")
+    if calibrate == "position" and len(predicted) < 3:  # with one cube it would subtract the verdict itself
+        raise InputError(
+            f"--calibrate position compares a slice with the same depth of the other cubes: it needs 3 or "
+            f"more predicted cubes, got {len(predicted)}; use --calibrate none"
+        )
+    realness_of = {name: store[name]["slice_scores"][...] for name in predicted}
+    calibrated = _minus_position_median(realness_of) if calibrate == "position" else realness_of
     candidates = []
     near: dict[str, list[int]] = {}  # per cube, slices new picks keep min_gap from: corrected, then picked
     for name in predicted:
         cube = store[name]
-        realness = cube["slice_scores"][...]
+        realness = realness_of[name]
         entropy = cube["slice_entropy"][...] if "slice_entropy" in cube else np.zeros_like(realness)
         novelty = _novelty(cube, name, needed=strategy in ("novelty", "hybrid"))
         content = content_fraction(store, name)
         has_content = content >= min_content
-        in_context = _context_mean(realness, has_content, context)
+        in_context = _context_mean(calibrated[name], has_content, context)
         near[name] = cube.corrected_slices
         corrected = set(near[name])
         for z in np.nonzero(has_content)[0]:
@@ -173,6 +191,17 @@ def _context_mean(values: np.ndarray, valid: np.ndarray, size: int) -> np.ndarra
     total = uniform_filter1d(np.where(valid, values, 0).astype(np.float64), size, mode="nearest")
     count = uniform_filter1d(valid.astype(np.float64), size, mode="nearest")
     return np.divide(total, count, out=np.asarray(values, np.float64).copy(), where=count > 1e-9)
+
+
+def _minus_position_median(realness: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Each cube's realness minus, slice by slice, the median over the cubes of the slice at that depth
+    index (cubes shorter than a depth do not count there)."""
+    depth = max(len(r) for r in realness.values())
+    by_position = np.full((len(realness), depth), np.nan)
+    for row, r in zip(by_position, realness.values(), strict=True):
+        row[: len(r)] = r
+    median = np.nanmedian(by_position, axis=0)
+    return {name: r - median[: len(r)] for name, r in realness.items()}
 
 
 def _novelty(cube, name: str, *, needed: bool) -> np.ndarray | None:

@@ -12,20 +12,27 @@ from tcupgan.zooniverse import render_subjects
 from tcupgan.zooniverse.render import MAX_BYTES, MAX_SIDE
 
 
-@pytest.fixture()
-def scored(tmp_path):
-    """Two cubes with known slice scores and entropies, one slice of cube b empty (background)."""
-    store = CubeStore.create(tmp_path / "s.zarr", task="binary", channel_names=["em"], class_names=["fg"])
+def scored_store(path, realness_by_cube: dict, background: dict | None = None):
+    """A store whose cubes have the given slice realness (entropy: the same reversed); ``background``: per
+    cube, slices left empty."""
+    store = CubeStore.create(path, task="binary", channel_names=["em"], class_names=["fg"])
     rng = np.random.default_rng(0)
-    for name, realness in (("a", [0.9, 0.1, 0.15, 0.8, 0.2, 0.7]), ("b", [0.05, 0.5, 0.3, 0.6, 0.4, 0.9])):
-        image = rng.random((1, 6, 40, 30), dtype=np.float32) + 1
-        if name == "b":
-            image[:, 0] = 0  # background slice: the lowest realness, but nothing to draw
+    for name, realness in realness_by_cube.items():
+        image = rng.random((1, len(realness), 40, 30), dtype=np.float32) + 1
+        image[:, (background or {}).get(name, [])] = 0
         store.write_cube(name, image, (image[0] > 1.5).astype(np.uint8))
         store.write_array(name, "prediction", (image[0] > 1.6).astype(np.uint8), attrs={"checkpoint": "abc"})
         store.write_array(name, "slice_scores", np.array(realness, np.float32))
         store.write_array(name, "slice_entropy", np.array(realness[::-1], np.float32))
-    return tmp_path / "s.zarr"
+    return path
+
+
+@pytest.fixture()
+def scored(tmp_path):
+    """Two cubes with known slice scores and entropies, one slice of cube b empty (background: the lowest
+    realness, but nothing to draw)."""
+    realness = {"a": [0.9, 0.1, 0.15, 0.8, 0.2, 0.7], "b": [0.05, 0.5, 0.3, 0.6, 0.4, 0.9]}
+    return scored_store(tmp_path / "s.zarr", realness, background={"b": [0]})
 
 
 def test_discriminator_picks_lowest_realness_with_gap_cap_and_content(scored):
@@ -46,6 +53,33 @@ def test_corrected_slices_are_not_sent_again_and_keep_their_neighbours_away(scor
     assert picked == [("a", 4), ("b", 2), ("b", 4)]
     without = [(r["cube"], r["slice"]) for r in select_slices(scored, 4, per_cube=2, min_gap=1, context=1)]
     assert ("a", 2) in without and ("a", 1) not in without  # gap 1: neighbours allowed, the slice never
+
+
+def test_position_calibration_ranks_a_slice_against_the_same_depth_of_the_other_cubes(tmp_path):
+    """Every cube's first slice looks worst (the ConvLSTM has no memory there); calibrated, c/3, far below
+    the other cubes' slice 3, ranks first. Cube d is shorter: the depths it lacks leave it out of their
+    median."""
+    realness = {
+        "a": [0.10, 0.8, 0.8, 0.8, 0.8, 0.8],
+        "b": [0.12, 0.8, 0.8, 0.8, 0.8, 0.8],
+        "c": [0.14, 0.8, 0.8, 0.3, 0.8, 0.8],
+        "d": [0.11, 0.8, 0.8, 0.8],
+    }
+    path = scored_store(tmp_path / "p.zarr", realness)
+    uncalibrated = select_slices(path, 2, min_gap=1, context=1)
+    assert [(r["cube"], r["slice"]) for r in uncalibrated] == [("a", 0), ("d", 0)]
+    rows = select_slices(path, 2, min_gap=1, context=1, calibrate="position")
+    assert (rows[0]["cube"], rows[0]["slice"], rows[0]["realness"]) == ("c", 3, pytest.approx(0.3))
+    assert rows[0]["priority"] == pytest.approx(1 - (0.3 - 0.8))
+    assert (rows[1]["cube"], rows[1]["slice"]) == ("a", 0)  # 0.10 - median(0.10, 0.12, 0.14, 0.11) = -0.015
+    out = tmp_path / "sel.csv"
+    command = ["select", "--store", str(path), "--budget", "1", "--min-gap", "1", "--context", "1"]
+    assert main([*command, "--calibrate", "position", "--out", str(out)]) == 0
+    assert [(r["cube"], r["slice"]) for r in read_selection(out)] == [("c", 3)]
+    with pytest.raises(InputError, match="calibration"):
+        select_slices(path, 1, calibrate="cube")
+    with pytest.raises(InputError, match="3 or more predicted cubes, got 2"):
+        select_slices(path, 1, calibrate="position", cubes=["a", "b"])
 
 
 def test_discriminator_context_averages_realness_over_neighbouring_slices_with_content(scored):

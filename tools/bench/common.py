@@ -31,3 +31,28 @@ def save_checkpoint(path: Path, widths: tuple[int, ...]) -> Path:
     """A Lightning-format checkpoint of an untrained 1-channel model: speed and memory do not depend on
     the weights, and benchmarks must not need a training run first."""
     return write_checkpoint(TCuPGAN(1, 1, ["fg"], widths=widths, disc_width=4, disc_layers=2), path)
+
+
+def at_least(low: int, message: str = "") -> Callable[[str], int]:
+    """An argparse type for integers of ``low`` or more (``message``: why, when the plain bound is not)."""
+
+    def integer(text: str) -> int:  # argparse names it in "invalid integer value: 'x'"
+        if int(text) < low:
+            raise argparse.ArgumentTypeError(message or f"must be {low} or more")
+        return int(text)
+
+    return integer
+
+
+def share(text: str) -> float:
+    """An argparse type for a share, 0-1."""
+    if not 0 <= float(text) <= 1:  # refused here, not after the base model has trained
+        raise argparse.ArgumentTypeError("must be a share, 0-1")
+    return float(text)
+
+
+def crop_share(text: str) -> float:
+    """An argparse type for a share of training crops: 0 up to, not including, 1."""
+    if share(text) == 1:  # as data.corrections_share: some crops must come from the labelled cubes
+        raise argparse.ArgumentTypeError("must be below 1: some crops come from the labelled cubes")
+    return float(text)

@@ -49,7 +49,7 @@ import shlex
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -58,15 +58,16 @@ from tcupgan.data import CubeStore
 from tcupgan.data.synth import synthetic_shift
 from tcupgan.demo import build_stores, dice, fit_demo_model
 from tcupgan.inference import predict_store
-from tcupgan.selection import STRATEGIES, select_slices
+from tcupgan.selection import CALIBRATIONS, STRATEGIES, select_slices
 from tcupgan.zooniverse.harvest import default_tool_values, write_corrections
 from tcupgan.zooniverse.volunteers import simulate_consensus
-from tools.bench.common import bench_cli
+from tools.bench.common import at_least, bench_cli, crop_share, share
 
 DEFAULT_STRATEGIES = ("discriminator", "entropy", "hybrid", "random")  # + novelty by --strategies
 SETTINGS = (
     "quick", "tiny", "shift", "shifted_cubes", "familiar", "rounds", "budget", "base_epochs", "epochs",
     "seeds", "samples", "corrections_share", "average", "fit_args", "max_rounds", "per_cube",
+    "calibrate",
 )  # fmt: skip
 
 
@@ -103,29 +104,6 @@ def tune_and_score(work: Path, run: Path, base: str, args: argparse.Namespace, s
     )
     predict_store(ckpt, work, cubes=pool + heldout, overwrite=True)
     return dice(work, work, heldout)
-
-
-def at_least(low: int, message: str = "") -> Callable[[str], int]:
-    """An argparse type for integers of ``low`` or more (``message``: why, when the plain bound is not)."""
-
-    def integer(text: str) -> int:  # argparse names it in "invalid integer value: 'x'"
-        if int(text) < low:
-            raise argparse.ArgumentTypeError(message or f"must be {low} or more")
-        return int(text)
-
-    return integer
-
-
-def share(text: str) -> float:
-    if not 0 <= float(text) <= 1:  # refused here, not after the base model has trained
-        raise argparse.ArgumentTypeError("must be a share, 0-1")
-    return float(text)
-
-
-def crop_share(text: str) -> float:
-    if share(text) == 1:  # as data.corrections_share: some crops must come from the labelled cubes
-        raise argparse.ArgumentTypeError("must be below 1: some crops come from the labelled cubes")
-    return float(text)
 
 
 def one_seed(tmp: Path, seed: int, args: argparse.Namespace) -> dict:
@@ -169,8 +147,9 @@ def one_seed(tmp: Path, seed: int, args: argparse.Namespace) -> dict:
             if not another_round(curve, target, r, args.rounds):
                 break
             rows = select_slices(
-                store, args.budget, cubes=pool, strategy=strategy, per_cube=args.per_cube, seed=seed * 100 + r
-            )
+                store, args.budget, cubes=pool, strategy=strategy, per_cube=args.per_cube,
+                calibrate=args.calibrate, seed=seed * 100 + r,
+            )  # fmt: skip
             correct(store, truth, [(x["cube"], x["slice"]) for x in rows], rng)
             corrected += len(rows)
             shifted.append(sum(x["cube"] in shifted_pool for x in rows))
@@ -307,6 +286,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--per-cube", type=at_least(1), help="at most this many new slices of one cube per round (no cap)"
     )
+    p.add_argument(
+        "--calibrate", choices=CALIBRATIONS, default="none",
+        help="the discriminator's verdict calibrated by slice position (select's --calibrate; none)",
+    )  # fmt: skip
     p.add_argument("--base-epochs", type=at_least(1), default=8, help="epochs of the base model (8)")
     p.add_argument("--epochs", type=at_least(1), help="fine-tuning epochs per round (12; quick 6)")
     p.add_argument("--seeds", type=int, nargs="+", help="seeds (0 1 2 3 4; quick 0)")
