@@ -111,10 +111,10 @@ def select_slices(
     predicted = [n for n in names if "slice_scores" in store[n]]
     if not predicted:
         raise StoreError(f"no cube of '{store.path}' has slice scores; run `tcupgan predict` first")
-    if calibrate == "position" and len(predicted) < 3:  # with one cube it would subtract the verdict itself
+    if calibrate == "position" and len(predicted) < 2:  # alone, its verdict would be subtracted from itself
         raise InputError(
-            f"--calibrate position compares a slice with the same depth of the other cubes: it needs 3 or "
-            f"more predicted cubes, got {len(predicted)}; use --calibrate none"
+            "--calibrate position compares a slice with the same depth of the other cubes: it needs 2 or "
+            "more predicted cubes, got 1; use --calibrate none"
         )
     realness_of = {name: store[name]["slice_scores"][...] for name in predicted}
     calibrated = _minus_position_median(realness_of) if calibrate == "position" else realness_of

@@ -78,8 +78,8 @@ def test_position_calibration_ranks_a_slice_against_the_same_depth_of_the_other_
     assert [(r["cube"], r["slice"]) for r in read_selection(out)] == [("c", 3)]
     with pytest.raises(InputError, match="calibration"):
         select_slices(path, 1, calibrate="cube")
-    with pytest.raises(InputError, match="3 or more predicted cubes, got 2"):
-        select_slices(path, 1, calibrate="position", cubes=["a", "b"])
+    with pytest.raises(InputError, match="2 or more predicted cubes, got 1"):
+        select_slices(path, 1, calibrate="position", cubes=["a"])
 
 
 def test_discriminator_context_averages_realness_over_neighbouring_slices_with_content(scored):
