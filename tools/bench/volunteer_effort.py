@@ -90,10 +90,10 @@ def pool_slices(work: Path, pool: list[str]) -> list[tuple[str, int]]:
     ]
 
 
-def tune_and_score(work: Path, run: Path, base: str, args: argparse.Namespace, seed: int, pool: list[str],
-                   heldout: list[str]) -> float:  # fmt: skip
-    """Fine-tune the base model on labels + corrections, predict ``pool`` (the next round's candidates;
-    none where no round follows) and the held-out cubes; held-out Dice."""
+def tune_and_score(work: Path, run: Path, base: str, args: argparse.Namespace, seed: int,
+                   heldout: list[str]) -> tuple[float, str]:  # fmt: skip
+    """Fine-tune the base model on labels + corrections and predict the held-out cubes: their Dice and
+    the fine-tuned checkpoint (which predicts the pool only if another round follows)."""
     quick = args.quick or args.tiny
     extra = ["--data.corrections_share", str(args.corrections_share), *shlex.split(args.fit_args)]
     if args.average:  # appended to the config's callbacks; init args go to the last one appended
@@ -102,8 +102,8 @@ def tune_and_score(work: Path, run: Path, base: str, args: argparse.Namespace, s
     ckpt = fit_demo_model(
         work, run, args.epochs, quick, init_from=base, seed=seed, samples=args.samples, extra=extra
     )
-    predict_store(ckpt, work, cubes=pool + heldout, overwrite=True)
-    return dice(work, work, heldout)
+    predict_store(ckpt, work, cubes=heldout, overwrite=True)
+    return dice(work, work, heldout), ckpt
 
 
 def one_seed(tmp: Path, seed: int, args: argparse.Namespace) -> dict:
@@ -128,10 +128,10 @@ def one_seed(tmp: Path, seed: int, args: argparse.Namespace) -> dict:
     }
     uncorrected, reference = tmp / "uncorrected.zarr", tmp / "reference.zarr"
     shutil.copytree(work, uncorrected)
-    result["uncorrected_dice"] = tune_and_score(uncorrected, tmp / "zero-run", base, args, seed, [], heldout)
+    result["uncorrected_dice"] = tune_and_score(uncorrected, tmp / "zero-run", base, args, seed, heldout)[0]
     shutil.copytree(work, reference)
     correct(reference, truth, candidates, np.random.default_rng(seed))
-    result["all_corrected_dice"] = tune_and_score(reference, tmp / "ref-run", base, args, seed, [], heldout)
+    result["all_corrected_dice"] = tune_and_score(reference, tmp / "ref-run", base, args, seed, heldout)[0]
     target = 0.95 * result["all_corrected_dice"]
     hidden = CubeStore(truth)  # the pool cubes as synthesised, with their recorded shift
     shifted_pool = {name for name in pool if synthetic_shift(hidden[name]) > 0}
@@ -141,11 +141,13 @@ def one_seed(tmp: Path, seed: int, args: argparse.Namespace) -> dict:
         store = tmp / f"{strategy}.zarr"
         shutil.copytree(work, store)
         rng = np.random.default_rng(seed)
-        corrected = 0
+        corrected, ckpt = 0, base  # the copied store holds the base model's predictions of the pool
         curve, shifted, picks = [(0, result["uncorrected_dice"])], [], []
         for r in range(args.max_rounds):  # `tcupgan select`'s own rules: never a corrected slice again, gap 2
             if not another_round(curve, target, r, args.rounds):
                 break
+            if r:  # the pool as the last fine-tune sees it
+                predict_store(ckpt, store, cubes=pool, overwrite=True)
             rows = select_slices(
                 store, args.budget, cubes=pool, strategy=strategy, per_cube=args.per_cube,
                 calibrate=args.calibrate, seed=seed * 100 + r,
@@ -154,8 +156,7 @@ def one_seed(tmp: Path, seed: int, args: argparse.Namespace) -> dict:
             corrected += len(rows)
             shifted.append(sum(x["cube"] in shifted_pool for x in rows))
             picks.append([[x["cube"], x["slice"]] for x in rows])
-            upcoming = pool if r + 1 < args.max_rounds else []
-            score = tune_and_score(store, tmp / f"{strategy}-run{r}", base, args, seed, upcoming, heldout)
+            score, ckpt = tune_and_score(store, tmp / f"{strategy}-run{r}", base, args, seed, heldout)
             curve.append((corrected, score))
         reached = [n for n, d in curve[1:] if d >= target]
         result["curves"][strategy] = curve
