@@ -120,7 +120,7 @@ def add_volunteer_commands(sub) -> None:
         "1 = the slice alone; 5)",
     )  # fmt: skip
     p.add_argument(
-        "--calibrate", choices=["none", "position"], default="none",  # select.CALIBRATIONS (slow import)
+        "--calibrate", choices=["none", "position"], default="none",  # select.CALIBRATIONS, tested
         help="discriminator strategy: position = realness minus the median of its depth index over the "
         "cubes, so the first slices (the ConvLSTM has no memory there yet) do not crowd the picks (none)",
     )  # fmt: skip

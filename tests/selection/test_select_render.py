@@ -1,13 +1,14 @@
+import argparse
 import csv
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from tcupgan.cli.main import main
+from tcupgan.cli.main import build_parser, main
 from tcupgan.data import CubeStore
 from tcupgan.errors import InputError, StoreError
-from tcupgan.selection import read_selection, select_slices, write_selection
+from tcupgan.selection import CALIBRATIONS, read_selection, select_slices, write_selection
 from tcupgan.zooniverse import render_subjects
 from tcupgan.zooniverse.render import MAX_BYTES, MAX_SIDE
 
@@ -80,6 +81,14 @@ def test_position_calibration_ranks_a_slice_against_the_same_depth_of_the_other_
         select_slices(path, 1, calibrate="cube")
     with pytest.raises(InputError, match="2 or more predicted cubes, got 1"):
         select_slices(path, 1, calibrate="position", cubes=["a"])
+
+
+def test_cli_offers_exactly_the_calibrations_select_knows():
+    """The CLI spells the calibrations out (importing select there would pull in MONAI on every command):
+    the two lists must not drift apart."""
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    calibrate = next(a for a in commands.choices["select"]._actions if a.dest == "calibrate")
+    assert tuple(calibrate.choices) == CALIBRATIONS
 
 
 def test_discriminator_context_averages_realness_over_neighbouring_slices_with_content(scored):
