@@ -52,7 +52,7 @@ def test_selection_study_reports_shares_and_draws_the_figure(tmp_path):
     train = CubeStore(tmp_path / "train.zarr")  # the test cubes trained on as unlabelled cubes
     pool = [n for n in train.names(split="train") if train[n].label is None]
     assert sorted(pool) == CubeStore(tmp_path / "mixed.zarr").names()
-    for strategy in ("discriminator", "entropy", "hybrid", "random"):
+    for strategy in ("discriminator", "discriminator_position", "entropy", "hybrid", "random"):
         for table in ("error_share", "dice_error_share"):
             shares, oracle = result[table][strategy], result[table]["oracle"]
             assert 0 < shares["top10%"] <= shares["top20%"] <= 1

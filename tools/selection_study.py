@@ -11,7 +11,7 @@ misclassified voxels (``error_share``) and summed per-slice Dice error (``dice_e
 the ``oracle``'s share (ranking by the true error: the most any ranking can hold), and how many of each
 ranking's top 20% come from the shifted cubes (``shifted_share_top20%``). ``discriminator`` is select's
 default (realness averaged over its default context of slices), ``discriminator_alone`` each slice's own
-realness.
+realness, ``discriminator_position`` the verdict with select's ``--calibrate position``.
 Writes ``selection_quality.json`` and ``selection_quality.png`` under ``--out``.
 
     python -m tools.selection_study --out study-ablation --fit-args "--model.disc_corrupted 0"
@@ -65,9 +65,12 @@ def study(store_path: Path, out: Path) -> dict:
     store = CubeStore(store_path)
     wrong, dice_error, realness, novelty, entropy, shifted = {}, {}, {}, {}, {}, {}
     rankings: dict[str, list[list[tuple[str, int]]]] = {}
-    for label in ("discriminator", "discriminator_alone", "novelty", "entropy", "hybrid", "random"):
-        alone = label == "discriminator_alone"  # the slice's own realness, no context
-        strategy, options = ("discriminator", {"context": 1}) if alone else (label, {})
+    variants = {  # the discriminator's verdict read otherwise than select's default
+        "discriminator_alone": {"context": 1},  # the slice's own realness, no context
+        "discriminator_position": {"calibrate": "position"},
+    }
+    for label in ("discriminator", *variants, "novelty", "entropy", "hybrid", "random"):
+        strategy, options = ("discriminator", variants[label]) if label in variants else (label, {})
         for seed in range(20) if strategy == "random" else [0]:
             rows = select_slices(store_path, 10**9, strategy=strategy, min_gap=1, seed=seed, **options)
             rankings.setdefault(label, []).append([(r["cube"], r["slice"]) for r in rows])
@@ -113,7 +116,7 @@ def study(store_path: Path, out: Path) -> dict:
     for f in FRACTIONS:
         key = f"top{int(f * 100)}%"
         for table in ("error_share", "dice_error_share"):
-            for strategy in ("discriminator", "discriminator_alone", "novelty", "hybrid"):
+            for strategy in ("discriminator", *variants, "novelty", "hybrid"):
                 ratio = result[table][strategy][key] / result[table]["random"][key]
                 result[f"{strategy}_vs_random_{table}_{key}"] = ratio
     scores = {"realness": realness, "novelty": novelty}
