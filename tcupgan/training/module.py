@@ -2,7 +2,8 @@
 
 Generator loss = ``seg_weight`` x segmentation loss + BCE(D(image, sigmoid(logits)), real).
 Discriminator loss = ½ [BCE(D(image, target), real) + BCE(D(image, sigmoid(logits)), fake)], where with
-``disc_corrupted`` > 0 part of the fake term is spent on corrupted true masks (:func:`corrupted_masks`).
+``disc_corrupted`` > 0 part of the fake term is spent on corrupted true masks (:func:`corrupted_masks`),
+and with ``disc_degraded`` > 0 part of the loss on degraded crops (:func:`degraded_images`).
 ``freeze="generator"`` with ``init_from`` trains the discriminator alone against a finished generator.
 Two optimisers (NAdam, the paper's learning rates), step-decayed learning rates, gradient clipping, and a
 guard that stops on NaN/Inf instead of writing a broken checkpoint.
@@ -23,13 +24,13 @@ from monai.metrics import DiceMetric
 
 from tcupgan.errors import ConfigError, TrainingDivergedError
 from tcupgan.models import PatchDiscriminator, TCuPGenerator
+from tcupgan.training.fakes import corrupted_masks, degraded_images
 from tcupgan.training.transfer import freeze, transfer_weights, uncompiled
 
 __all__ = [
     "TCuPGAN",
     "FocalTverskyLoss",
     "SoftL1Loss",
-    "corrupted_masks",
     "make_seg_loss",
     "write_checkpoint",
 ]
@@ -76,38 +77,6 @@ def make_seg_loss(name: str) -> torch.nn.Module:
     return losses[name]()
 
 
-def corrupted_masks(target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Plausible wrong masks for the discriminator's fake side, one corruption per sample.
-
-    Against the generator's fakes alone a discriminator can tell real from fake by softness (true masks are
-    hard, sigmoids are not) without ever checking the mask against the image: the demo's scored an emptied
-    mask on a slice full of droplets as real as the true one. Shown true masks made wrong in the ways a
-    generator fails (shifted in-plane, grown, shrunk, emptied, or another sample's mask), it has to check the
-    mask against the image: what ranking slices for volunteers needs. Returns the masks (B, K, D, H, W) and
-    the slices they made wrong (B, D): an empty slice emptied or shrunk is still a true mask and must not be
-    called fake.
-    (Labelling only the changed patches fake instead taught the demo's discriminator that empty masks look
-    real: most unchanged patches are empty.)
-    """
-    out = []
-    for b in range(target.shape[0]):
-        mask, kind = target[b : b + 1], int(torch.randint(5, ()))
-        if kind == 0:
-            shift = torch.randint(4, 13, (2,)) * (torch.randint(0, 2, (2,)) * 2 - 1)  # 4-12 px, either way
-            mask = torch.roll(mask, shifts=tuple(shift.tolist()), dims=(-2, -1))
-        elif kind == 1:
-            mask = F.max_pool3d(mask, (1, 5, 5), stride=1, padding=(0, 2, 2))
-        elif kind == 2:
-            mask = -F.max_pool3d(-mask, (1, 5, 5), stride=1, padding=(0, 2, 2))
-        elif kind == 3:
-            mask = torch.zeros_like(mask)
-        else:
-            mask = target[(b + 1) % target.shape[0]][None].flip(-1)
-        out.append(mask)
-    wrong = torch.cat(out)
-    return wrong, (wrong - target).abs().amax(dim=(1, 3, 4)) > 0.5
-
-
 class TCuPGAN(L.LightningModule):
     """The TCuP-GAN model for training, validation and checkpoints.
 
@@ -144,6 +113,9 @@ class TCuPGAN(L.LightningModule):
         reset_discriminator: with ``init_from``: start the discriminator fresh instead of reusing it.
         disc_corrupted: share of the discriminator's fake term spent on corrupted true masks
             (:func:`corrupted_masks`) instead of the generator's output; 0 is the paper.
+        disc_degraded: share of the discriminator's loss spent on degraded crops (:func:`degraded_images`):
+            real = (degraded crop, true mask), fake = (degraded crop, the generator's mask on it); 0 is
+            the paper. The generator does not learn from them.
     """
 
     def __init__(
@@ -174,10 +146,12 @@ class TCuPGAN(L.LightningModule):
         pretrained_lr_scale: float = 1.0,
         reset_discriminator: bool = False,
         disc_corrupted: float = 0.0,
+        disc_degraded: float = 0.0,
     ) -> None:
         super().__init__()
-        if not 0 <= disc_corrupted < 1:
-            raise ConfigError(f"disc_corrupted must be in [0, 1), got {disc_corrupted}")
+        for name, share in (("disc_corrupted", disc_corrupted), ("disc_degraded", disc_degraded)):
+            if not 0 <= share < 1:
+                raise ConfigError(f"{name} must be in [0, 1), got {share}")
         if freeze == "generator" and not (adversarial and init_from):
             raise ConfigError(
                 "freeze=generator trains the discriminator alone: it needs adversarial=true and init_from "
@@ -317,12 +291,28 @@ class TCuPGAN(L.LightningModule):
             d_loss = 0.5 * (
                 self._bce(self.discriminator(image, target), real=True, slices=slices) + fake_loss
             )
+            if self.hparams.disc_degraded:
+                d_loss = self._mix_degraded(d_loss, image, target, slices)
             self._check_finite("the discriminator loss", d_loss, batch)
             self._step_optimizer(opt_d, d_loss)
             logs["train/d_loss"] = d_loss.detach()
         self.log_dict(
             logs, prog_bar=True, on_step=True, on_epoch=True, batch_size=image.shape[0], sync_dist=True
         )
+
+    def _mix_degraded(
+        self, d_loss: torch.Tensor, image: torch.Tensor, target: torch.Tensor, slices: torch.Tensor | None
+    ) -> torch.Tensor:
+        """``d_loss`` with ``disc_degraded`` of it spent on degraded crops (:func:`degraded_images`)."""
+        with torch.no_grad():
+            worse = degraded_images(image)
+            worse_fake = torch.sigmoid(self.generator(worse))
+        worse_loss = 0.5 * (
+            self._bce(self.discriminator(worse, target), real=True, slices=slices)
+            + self._bce(self.discriminator(worse, worse_fake), real=False)
+        )
+        share = self.hparams.disc_degraded
+        return (1 - share) * d_loss + share * worse_loss
 
     def on_train_epoch_end(self) -> None:
         schedulers = self.lr_schedulers()  # one, not a list, when the generator is frozen

@@ -17,7 +17,8 @@ from tcupgan.errors import ConfigError, TrainingDivergedError
 from tcupgan.inference import predict_store
 from tcupgan.training import CubeDataModule, TCuPGAN
 from tcupgan.training.cli import fit_config
-from tcupgan.training.module import corrupted_masks, make_seg_loss
+from tcupgan.training.fakes import corrupted_masks, degraded_images
+from tcupgan.training.module import make_seg_loss
 from tests.training import SMALL_CROPS
 
 SMALL_MODEL = {"widths": (4, 8, 16), "disc_width": 4, "disc_layers": 2, "val_roi": (8, 32, 32)}
@@ -129,11 +130,30 @@ def test_corrupted_masks_are_wrong_where_they_claim():
         assert not changed.any() and torch.equal(wrong, empty)
 
 
-def test_discriminator_trains_on_corrupted_masks(store, tmp_path):
-    with pytest.raises(ConfigError, match="disc_corrupted"):
-        TCuPGAN(1, 1, disc_corrupted=1.0)
+def test_degraded_images_are_harder_and_normalised_per_channel():
+    torch.manual_seed(0)
+    image = torch.zeros(4, 2, 3, 32, 32)
+    image[:, :, :, 8:24, 8:24] = 1  # a sharp square, the second channel a dimmer copy
+    image[:, 1] *= 0.5
+    worse = degraded_images(image)
+    assert worse.shape == image.shape and torch.isfinite(worse).all()
+    lo, hi = torch.quantile(worse.flatten(2), torch.tensor([0.01, 0.99]), dim=2)
+    assert torch.allclose(lo, torch.zeros_like(lo), atol=1e-4) and torch.allclose(
+        hi, torch.ones_like(hi), atol=1e-4
+    )
+    inside, outside = worse[..., 12:20, 12:20].mean(), worse[..., :4, :4].mean()
+    assert inside > outside + 0.15  # still the same scene
+    edge = (worse[..., 15, 8] - worse[..., 15, 7]).abs().mean()
+    assert edge < 0.6  # blurred and noisy: the step is no longer one clean jump
+    assert not torch.equal(degraded_images(image), worse)  # a new draw each call
+
+
+@pytest.mark.parametrize("option", ["disc_corrupted", "disc_degraded"])
+def test_discriminator_trains_on_extra_fakes(store, tmp_path, option):
+    with pytest.raises(ConfigError, match=option):
+        TCuPGAN(1, 1, **{option: 1.0})
     data = CubeDataModule(str(store), crop_size=(8, 32, 32), batch_size=2, samples_per_epoch=8, num_workers=0)
-    model = TCuPGAN(1, 1, disc_corrupted=0.5, **SMALL_MODEL)
+    model = TCuPGAN(1, 1, **{option: 0.5}, **SMALL_MODEL)
     before = {k: v.clone() for k, v in model.discriminator.state_dict().items()}
     _trainer(tmp_path, limit_val_batches=0).fit(model, data)
     after = model.discriminator.state_dict()
