@@ -304,9 +304,12 @@ class TCuPGAN(L.LightningModule):
         self, d_loss: torch.Tensor, image: torch.Tensor, target: torch.Tensor, slices: torch.Tensor | None
     ) -> torch.Tensor:
         """``d_loss`` with ``disc_degraded`` of it spent on degraded crops (:func:`degraded_images`)."""
+        training = self.generator.training
+        self.generator.eval()  # fakes as predict makes them; batch norm's running statistics untouched
         with torch.no_grad():
             worse = degraded_images(image)
             worse_fake = torch.sigmoid(self.generator(worse))
+        self.generator.train(training)
         worse_loss = 0.5 * (
             self._bce(self.discriminator(worse, target), real=True, slices=slices)
             + self._bce(self.discriminator(worse, worse_fake), real=False)
