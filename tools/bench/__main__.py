@@ -224,6 +224,9 @@ def render(results: dict) -> str:
         "",
         "Wall time per benchmark: " + ", ".join(f"{k} {v['wall_seconds']} s" for k, v in b.items()) + ".",
     ]
+    if not results["machine"]["gpu"]:
+        gpu = "cluster.md#measured-on-one-gpu-h200-2026-12-04"
+        lines += ["", f"GPU timings (one H200, another run): [cluster.md]({gpu})."]
     reruns = {k: v["rerun"] for k, v in b.items() if "rerun" in v}
     if reruns:
         lines += [

@@ -68,9 +68,11 @@ def measure(models: dict[str, torch.nn.Module], x: torch.Tensor, repeats: int) -
     voxels = x.shape[0] * x.shape[2] * x.shape[3] * x.shape[4]
     inputs = {name: x.to(next(m.parameters()).dtype) for name, m in models.items()}
     results = {}
+    for model in models.values():  # outside inference mode, or CUDA copies of the weights could not train
+        model.to(device)
     with torch.inference_mode():
         for name, model in models.items():
-            model.to(device).eval()
+            model.eval()
             with FlopCounterMode(display=False) as counter:
                 model(inputs[name])
             results[name] = {
