@@ -192,26 +192,27 @@ def test_effort_refuses_bad_settings_before_any_training(option, message, capsys
 
 def test_effort_fine_tunes_can_average_their_weights_and_rounds_can_cap_picks_per_cube(monkeypatch):
     """``--average``: every fine-tune gets the TailAveraging callback (a wrong class path or init-arg
-    syntax would stop the fit) and the setting is recorded with the results. ``--per-cube`` and
-    ``--calibrate`` reach every round's selection (select's own tests check what they do), and each pick
-    is recorded."""
+    syntax would stop the fit) and the setting is recorded with the results. ``--per-cube``,
+    ``--calibrate`` and ``--sampling`` reach every round's selection (select's own tests check what they
+    do), and each pick is recorded."""
     from tools.bench import volunteer_effort
 
     caps = []
 
     def select_and_note_the_cap(*args, **kwargs):
-        caps.append((kwargs.get("per_cube"), kwargs.get("calibrate")))
+        caps.append((kwargs.get("per_cube"), kwargs.get("calibrate"), kwargs.get("sampling")))
         return select_slices(*args, **kwargs)
 
     select_slices = volunteer_effort.select_slices
     monkeypatch.setattr(volunteer_effort, "select_slices", select_and_note_the_cap)
-    options = ["--average", "0.5", "--per-cube", "1", "--calibrate", "position"]
+    options = ["--average", "0.5", "--per-cube", "1", "--calibrate", "position", "--sampling", "softrank"]
     result = volunteer_effort.main(["--tiny", *options])
     settings = result["settings"]
     assert settings["average"] == 0.5 and settings["per_cube"] == 1 and settings["calibrate"] == "position"
+    assert settings["sampling"] == "softrank"
     res = result["seeds"][0]
     assert 0 <= res["all_corrected_dice"] <= 1
     # the pool listing, then one round of each --tiny strategy
-    assert caps == [(None, None), (1, "position"), (1, "position")]
+    assert caps == [(None, None, None), *[(1, "position", "softrank")] * 2]
     for strategy, rounds in res["picks"].items():  # --tiny: one round of two picks from the pool
         assert [len(r) for r in rounds] == [2] and res["shifted_picks"][strategy] == [2]

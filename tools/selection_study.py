@@ -72,7 +72,9 @@ def study(store_path: Path, out: Path) -> dict:
     for label in ("discriminator", *variants, "novelty", "entropy", "hybrid", "random"):
         strategy, options = ("discriminator", variants[label]) if label in variants else (label, {})
         for seed in range(20) if strategy == "random" else [0]:
-            rows = select_slices(store_path, 10**9, strategy=strategy, min_gap=1, seed=seed, **options)
+            rows = select_slices(  # the rankings themselves, not draws from them
+                store_path, 10**9, strategy=strategy, min_gap=1, sampling="top", seed=seed, **options
+            )
             rankings.setdefault(label, []).append([(r["cube"], r["slice"]) for r in rows])
             for r in rows:
                 realness[(r["cube"], r["slice"])] = r["realness"]

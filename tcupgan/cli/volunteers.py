@@ -18,8 +18,8 @@ def cmd_select(args: argparse.Namespace) -> None:
 
     rows = select_slices(
         args.store, args.budget, strategy=args.strategy, per_cube=args.per_cube, min_gap=args.min_gap,
-        min_content=args.min_content, context=args.context, calibrate=args.calibrate, split=args.split,
-        seed=args.seed,
+        min_content=args.min_content, context=args.context, calibrate=args.calibrate,
+        sampling=args.sampling, split=args.split, seed=args.seed,
     )  # fmt: skip
     path = write_selection(rows, args.out)
     print(
@@ -124,8 +124,14 @@ def add_volunteer_commands(sub) -> None:
         help="discriminator strategy: position = realness minus the median of its depth index over the "
         "cubes, so the first slices (the ConvLSTM has no memory there yet) do not crowd the picks (none)",
     )  # fmt: skip
+    p.add_argument(
+        "--sampling", choices=["top", "softrank"],  # select.SAMPLINGS, tested
+        help="top: the best-ranked slices; softrank: draw slices with probability 1 / rank, so a round "
+        "mixes the top of the ranking with a spread over the pool (seeded by --seed). Default: softrank "
+        "for the discriminator (its top picks cost volunteers more effort than random's), top otherwise",
+    )  # fmt: skip
     p.add_argument("--split", choices=["train", "val", "test"], help="select from the cubes of one split")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random strategy")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random strategy and of softrank draws")
     p.add_argument("--out", required=True, help="selection CSV to write")
 
     p = add_command(

@@ -1,5 +1,12 @@
 """Slice selection: rank the slices of predicted cubes for volunteers."""
 
-from tcupgan.selection.select import CALIBRATIONS, STRATEGIES, read_selection, select_slices, write_selection
+from tcupgan.selection.select import (
+    CALIBRATIONS,
+    SAMPLINGS,
+    STRATEGIES,
+    read_selection,
+    select_slices,
+    write_selection,
+)
 
-__all__ = ["CALIBRATIONS", "STRATEGIES", "read_selection", "select_slices", "write_selection"]
+__all__ = ["CALIBRATIONS", "SAMPLINGS", "STRATEGIES", "read_selection", "select_slices", "write_selection"]

@@ -5,7 +5,8 @@ Slices are ranked by how poorly generalised they look — low discriminator real
 its neighbours show the same structures), distance of the discriminator's features from the training
 slices' (``novelty``), high predictive entropy (``entropy``), a seeded shuffle (``random``, the baseline)
 or the mean of the novelty and entropy ranks (``hybrid``: uncertain *and* unfamiliar;
-docs/selection-study.md compares them on synthetic data) — then picked greedily under four rules that
+docs/selection-study.md compares them on synthetic data) — then taken from the top of the ranking (or
+drawn from it with probability 1 / rank, ``sampling="softrank"``) greedily under four rules that
 spread a budget of volunteer effort: slices without content are skipped, slices volunteers already
 corrected (harvested in an earlier round) are never sent again, a cube gives at most ``per_cube`` new
 slices, and slices of one cube are at least ``min_gap`` apart from each other and from its corrected
@@ -27,10 +28,12 @@ from tcupgan.data.transforms import normalise
 from tcupgan.errors import InputError, StoreError
 from tcupgan.tables import write_csv
 
-__all__ = ["STRATEGIES", "CALIBRATIONS", "select_slices", "write_selection", "read_selection"]
+__all__ = ["STRATEGIES", "CALIBRATIONS", "SAMPLINGS", "select_slices", "write_selection", "read_selection"]
 
 STRATEGIES = ("discriminator", "novelty", "entropy", "random", "hybrid")
 CALIBRATIONS = ("none", "position")
+SAMPLINGS = ("top", "softrank")
+DEFAULT_SAMPLING = {"discriminator": "softrank"}  # the other strategies: "top" (docs/volunteer-effort.md)
 FIELDS = ("cube", "slice", "realness", "novelty", "entropy", "content", "priority", "rank", "strategy")
 
 
@@ -79,6 +82,7 @@ def select_slices(
     min_content: float = 0.05,
     context: int = 5,
     calibrate: str = "none",
+    sampling: str | None = None,
     cubes: Sequence[str] | None = None,
     split: str | None = None,
     seed: int = 0,
@@ -97,6 +101,15 @@ def select_slices(
     and lower realness in every cube alike; that says where a slice sits, not whether the cube is
     unfamiliar, and uncalibrated the verdict crowds its picks onto cube ends
     (docs/volunteer-effort.md measures both).
+
+    ``sampling="softrank"``: instead of taking the ranking from the top, draw the slices without
+    replacement with probability proportional to 1 / rank (seeded by ``seed``; Kirsch et al. 2023,
+    "Stochastic batch acquisition"). The top of a ranking is made of slices that look alike (neighbours
+    share their context mean, one cube's slices share its look) and one noisy verdict decides it; drawing
+    keeps most of a round near the top while spreading the rest over the pool as ``random`` does. The
+    ``random`` strategy already draws and ignores it. ``None``: softrank for the discriminator, whose
+    top picks needed more volunteer effort than random's in the effort simulation and its draws less
+    (docs/volunteer-effort.md), top for the other strategies, as they were measured.
     """
     if strategy not in STRATEGIES:
         raise InputError(f"unknown strategy '{strategy}'; choose one of {STRATEGIES}")
@@ -106,6 +119,9 @@ def select_slices(
         raise InputError(f"--context must be an odd number of slices, 1 or more (got {context})")
     if calibrate not in CALIBRATIONS:
         raise InputError(f"unknown calibration '{calibrate}'; choose one of {CALIBRATIONS}")
+    sampling = sampling or DEFAULT_SAMPLING.get(strategy, "top")
+    if sampling not in SAMPLINGS:
+        raise InputError(f"unknown sampling '{sampling}'; choose one of {SAMPLINGS}")
     store = CubeStore(store_path)
     names = list(cubes) if cubes else store.names(split=split)
     predicted = [n for n in names if "slice_scores" in store[n]]
@@ -159,9 +175,12 @@ def select_slices(
         priority = (_ranks(novelty) + _ranks(entropy)) / 2
     else:
         priority = {"discriminator": 1 - in_context, "novelty": novelty, "entropy": entropy}[strategy]
+    order = np.argsort(-priority, kind="stable")
+    if sampling == "softrank" and strategy != "random":
+        order = _softrank_draw(order, np.random.default_rng(seed))
     chosen: list[dict] = []
     picked = dict.fromkeys(predicted, 0)  # new slices per cube, for per_cube
-    for i in np.argsort(-priority, kind="stable"):
+    for i in order:
         c = candidates[i]
         if (per_cube and picked[c.cube] >= per_cube) or any(abs(c.slice - p) < min_gap for p in near[c.cube]):
             continue
@@ -183,6 +202,14 @@ def select_slices(
         if len(chosen) == budget:
             break
     return chosen
+
+
+def _softrank_draw(order: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``order`` (best first) reordered as draws without replacement with probability proportional to
+    1 / rank: the Gumbel-top-k trick, log-probability plus Gumbel noise sorted, draws the whole sequence
+    at once, so the greedy rules that follow (gap, per-cube cap) apply to it unchanged."""
+    key = -np.log(np.arange(1, len(order) + 1)) + rng.gumbel(size=len(order))
+    return order[np.argsort(-key, kind="stable")]
 
 
 def _context_mean(values: np.ndarray, valid: np.ndarray, size: int) -> np.ndarray:

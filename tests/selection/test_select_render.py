@@ -8,7 +8,7 @@ from PIL import Image
 from tcupgan.cli.main import build_parser, main
 from tcupgan.data import CubeStore
 from tcupgan.errors import InputError, StoreError
-from tcupgan.selection import CALIBRATIONS, read_selection, select_slices, write_selection
+from tcupgan.selection import CALIBRATIONS, SAMPLINGS, read_selection, select_slices, write_selection
 from tcupgan.zooniverse import render_subjects
 from tcupgan.zooniverse.render import MAX_BYTES, MAX_SIDE
 
@@ -37,7 +37,7 @@ def scored(tmp_path):
 
 
 def test_discriminator_picks_lowest_realness_with_gap_cap_and_content(scored):
-    rows = select_slices(scored, 4, per_cube=2, min_gap=2, context=1)
+    rows = select_slices(scored, 4, per_cube=2, min_gap=2, context=1, sampling="top")
     picked = [(r["cube"], r["slice"]) for r in rows]
     # b/0 is empty; a/1 (0.10), a/2 too close (gap 2), a/4 (0.20), then a is capped at 2: b/2, b/4
     assert picked == [("a", 1), ("a", 4), ("b", 2), ("b", 4)]
@@ -48,11 +48,17 @@ def test_corrected_slices_are_not_sent_again_and_keep_their_neighbours_away(scor
     store = CubeStore(scored, mode="r+")
     corrections = np.zeros((6, 40, 30), np.uint8)
     store.write_array("a", "corrections", corrections, attrs={"slices": {"1": {"subject": "7"}}})
-    picked = [(r["cube"], r["slice"]) for r in select_slices(scored, 4, per_cube=2, min_gap=2, context=1)]
+    picked = [
+        (r["cube"], r["slice"])
+        for r in select_slices(scored, 4, per_cube=2, min_gap=2, context=1, sampling="top")
+    ]
     # a/1 (0.10) was corrected in an earlier round and a/2 (0.15) is its neighbour; then a/4, b/2, b/4 (b is
     # capped); a/5, a/3 are next to a/4 and a/0 next to the corrected a/1: three picks for a budget of four
     assert picked == [("a", 4), ("b", 2), ("b", 4)]
-    without = [(r["cube"], r["slice"]) for r in select_slices(scored, 4, per_cube=2, min_gap=1, context=1)]
+    without = [
+        (r["cube"], r["slice"])
+        for r in select_slices(scored, 4, per_cube=2, min_gap=1, context=1, sampling="top")
+    ]
     assert ("a", 2) in without and ("a", 1) not in without  # gap 1: neighbours allowed, the slice never
 
 
@@ -67,14 +73,26 @@ def test_position_calibration_ranks_a_slice_against_the_same_depth_of_the_other_
         "d": [0.11, 0.8, 0.8, 0.8],
     }
     path = scored_store(tmp_path / "p.zarr", realness)
-    uncalibrated = select_slices(path, 2, min_gap=1, context=1)
+    uncalibrated = select_slices(path, 2, min_gap=1, context=1, sampling="top")
     assert [(r["cube"], r["slice"]) for r in uncalibrated] == [("a", 0), ("d", 0)]
-    rows = select_slices(path, 2, min_gap=1, context=1, calibrate="position")
+    rows = select_slices(path, 2, min_gap=1, context=1, calibrate="position", sampling="top")
     assert (rows[0]["cube"], rows[0]["slice"], rows[0]["realness"]) == ("c", 3, pytest.approx(0.3))
     assert rows[0]["priority"] == pytest.approx(1 - (0.3 - 0.8))
     assert (rows[1]["cube"], rows[1]["slice"]) == ("a", 0)  # 0.10 - median(0.10, 0.12, 0.14, 0.11) = -0.015
     out = tmp_path / "sel.csv"
-    command = ["select", "--store", str(path), "--budget", "1", "--min-gap", "1", "--context", "1"]
+    command = [
+        "select",
+        "--store",
+        str(path),
+        "--budget",
+        "1",
+        "--min-gap",
+        "1",
+        "--context",
+        "1",
+        "--sampling",
+        "top",
+    ]
     assert main([*command, "--calibrate", "position", "--out", str(out)]) == 0
     assert [(r["cube"], r["slice"]) for r in read_selection(out)] == [("c", 3)]
     with pytest.raises(InputError, match="calibration"):
@@ -83,23 +101,62 @@ def test_position_calibration_ranks_a_slice_against_the_same_depth_of_the_other_
         select_slices(path, 1, calibrate="position", cubes=["a"])
 
 
-def test_cli_offers_exactly_the_calibrations_select_knows():
-    """The CLI spells the calibrations out (importing select there would pull in MONAI on every command):
-    the two lists must not drift apart."""
+def test_cli_offers_exactly_the_calibrations_and_samplings_select_knows():
+    """The CLI spells the choices out (importing select there would pull in MONAI on every command): the
+    lists must not drift apart."""
     commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    calibrate = next(a for a in commands.choices["select"]._actions if a.dest == "calibrate")
-    assert tuple(calibrate.choices) == CALIBRATIONS
+    options = {a.dest: a for a in commands.choices["select"]._actions}
+    assert tuple(options["calibrate"].choices) == CALIBRATIONS
+    assert tuple(options["sampling"].choices) == SAMPLINGS
+
+
+def test_softrank_draws_slices_with_probability_one_over_rank(tmp_path):
+    """One cube of 40 slices, realness rising with depth: slice z is the discriminator's rank z + 1. A
+    softrank draw is seeded, is not the top of the ranking, and picks rank r first with probability
+    (1 / r) / H(40): rank 1 about 23% of the time, ranks 1-5 53%, the bottom 20 ranks 16%."""
+    path = scored_store(tmp_path / "r.zarr", {"a": np.linspace(0.1, 0.9, 40).tolist()})
+    top = [r["slice"] for r in select_slices(path, 8, min_gap=1, context=1, sampling="top")]
+    assert top == list(range(8))
+    draw = select_slices(path, 8, min_gap=1, context=1, sampling="softrank", seed=1)
+    assert draw == select_slices(path, 8, min_gap=1, context=1, sampling="softrank", seed=1)
+    assert [r["slice"] for r in draw] != top
+    assert draw[0]["priority"] == pytest.approx(1 - draw[0]["realness"])  # the strategy's score, as before
+
+    def first_pick(seed: int) -> int:
+        return select_slices(path, 1, min_gap=1, context=1, sampling="softrank", seed=seed)[0]["slice"]
+
+    firsts = np.array([first_pick(seed) for seed in range(400)])
+    harmonic = (1 / np.arange(1, 41)).sum()
+    for ranks, expected in ((1, 1 / harmonic), (5, (1 / np.arange(1, 6)).sum() / harmonic)):
+        share = (firsts < ranks).mean()  # binomial sd over 400 draws: at most 0.025
+        assert abs(share - expected) < 0.075, (ranks, share, expected)
+    assert abs((firsts >= 20).mean() - (1 / np.arange(21, 41)).sum() / harmonic) < 0.06
+    with pytest.raises(InputError, match="sampling"):
+        select_slices(path, 1, sampling="gumbel")
+
+
+def test_discriminator_draws_by_softrank_by_default_and_the_other_strategies_take_the_top(scored):
+    """The default measured best per strategy: the discriminator's top picks cost volunteers more effort
+    than random's in the effort simulation, its softrank draws less; entropy was measured from the top."""
+    top = select_slices(scored, 4, min_gap=1, sampling="top")
+    for seed in (0, 1):
+        default = select_slices(scored, 4, min_gap=1, seed=seed)
+        assert default == select_slices(scored, 4, min_gap=1, seed=seed, sampling="softrank") != top
+    entropy = select_slices(scored, 4, strategy="entropy", min_gap=1, seed=1)
+    assert entropy == select_slices(scored, 4, strategy="entropy", min_gap=1, seed=1, sampling="top")
 
 
 def test_discriminator_context_averages_realness_over_neighbouring_slices_with_content(scored):
     """Context 3: a/2 (own realness 0.15) ranks first, as the mean of a/1-a/3 (0.35) is the lowest, not a/1
     (0.10, mean 0.38); b/1's mean leaves out the background slice b/0, (0.5 + 0.3) / 2 = 0.4."""
-    rows = select_slices(scored, 20, min_gap=1, context=3)
+    rows = select_slices(scored, 20, min_gap=1, context=3, sampling="top")
     assert (rows[0]["cube"], rows[0]["slice"], rows[0]["realness"]) == ("a", 2, pytest.approx(0.15))
     assert rows[0]["priority"] == pytest.approx(1 - 0.35)
     b1 = next(r for r in rows if (r["cube"], r["slice"]) == ("b", 1))
     assert b1["priority"] == pytest.approx(1 - 0.4) and b1["realness"] == pytest.approx(0.5)
-    assert select_slices(scored, 1, min_gap=1, context=1)[0]["slice"] == 1  # the slice alone: a/1
+    assert (
+        select_slices(scored, 1, min_gap=1, context=1, sampling="top")[0]["slice"] == 1
+    )  # the slice alone: a/1
     for bad in (0, 4):
         with pytest.raises(InputError, match="odd"):
             select_slices(scored, 1, context=bad)

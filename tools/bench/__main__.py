@@ -260,6 +260,11 @@ def _effort(s: dict) -> list[str]:
     spread = len(seeds) > 1  # one seed has no spread to show
     familiar = s["settings"].get("familiar")  # absent from results before 2026-11-24
     average = s["settings"].get("average")  # absent from results before weight averaging (2026-11-24)
+    picks = {  # absent before softrank (2026-12-04): every strategy took the top; None: each one's default
+        "top": "every strategy takes the top of its ranking",
+        "softrank": "every strategy draws from its ranking by softrank",
+        None: "the discriminator draws from its ranking by softrank, the others take the top",
+    }[s["settings"].get("sampling", "top")]
     lines = [
         "## Volunteer effort",
         "",
@@ -267,7 +272,7 @@ def _effort(s: dict) -> list[str]:
         f"{seeds[0]['pool_slices']} "
         f"slices{f', {familiar} of its cubes unshifted' if familiar else ''}, shift strength "
         f"{s['settings'].get('shift', 1.0):g}; {s['settings']['rounds']} rounds of "
-        f"{s['settings']['budget']} slices{_more_rounds(s['settings'])}; "
+        f"{s['settings']['budget']} slices{_more_rounds(s['settings'])}; {picks}; "
         f"fine-tuning {s['settings']['epochs']} epochs"
         f"{f' (weights averaged over the last {average:.0%})' if average else ''}, "
         f"{s['settings'].get('corrections_share', 0):.0%} of its crops from corrected cubes). Effort = "

@@ -58,7 +58,7 @@ from tcupgan.data import CubeStore
 from tcupgan.data.synth import synthetic_shift
 from tcupgan.demo import build_stores, dice, fit_demo_model
 from tcupgan.inference import predict_store
-from tcupgan.selection import CALIBRATIONS, STRATEGIES, select_slices
+from tcupgan.selection import CALIBRATIONS, SAMPLINGS, STRATEGIES, select_slices
 from tcupgan.zooniverse.harvest import default_tool_values, write_corrections
 from tcupgan.zooniverse.volunteers import simulate_consensus
 from tools.bench.common import at_least, bench_cli, crop_share, share
@@ -67,7 +67,7 @@ DEFAULT_STRATEGIES = ("discriminator", "entropy", "hybrid", "random")  # + novel
 SETTINGS = (
     "quick", "tiny", "shift", "shifted_cubes", "familiar", "rounds", "budget", "base_epochs", "epochs",
     "seeds", "samples", "corrections_share", "average", "fit_args", "max_rounds", "per_cube",
-    "calibrate",
+    "calibrate", "sampling",
 )  # fmt: skip
 
 
@@ -150,7 +150,7 @@ def one_seed(tmp: Path, seed: int, args: argparse.Namespace) -> dict:
                 predict_store(ckpt, store, cubes=pool, overwrite=True)
             rows = select_slices(
                 store, args.budget, cubes=pool, strategy=strategy, per_cube=args.per_cube,
-                calibrate=args.calibrate, seed=seed * 100 + r,
+                calibrate=args.calibrate, sampling=args.sampling, seed=seed * 100 + r,
             )  # fmt: skip
             correct(store, truth, [(x["cube"], x["slice"]) for x in rows], rng)
             corrected += len(rows)
@@ -290,6 +290,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--calibrate", choices=CALIBRATIONS, default="none",
         help="the discriminator's verdict calibrated by slice position (select's --calibrate; none)",
+    )  # fmt: skip
+    p.add_argument(
+        "--sampling", choices=SAMPLINGS,
+        help="rounds take the top of each ranking or draw by softrank (select's --sampling; default: "
+        "softrank for the discriminator, top for the others)",
     )  # fmt: skip
     p.add_argument("--base-epochs", type=at_least(1), default=8, help="epochs of the base model (8)")
     p.add_argument("--epochs", type=at_least(1), help="fine-tuning epochs per round (12; quick 6)")
