@@ -80,20 +80,8 @@ def test_position_calibration_ranks_a_slice_against_the_same_depth_of_the_other_
     assert rows[0]["priority"] == pytest.approx(1 - (0.3 - 0.8))
     assert (rows[1]["cube"], rows[1]["slice"]) == ("a", 0)  # 0.10 - median(0.10, 0.12, 0.14, 0.11) = -0.015
     out = tmp_path / "sel.csv"
-    command = [
-        "select",
-        "--store",
-        str(path),
-        "--budget",
-        "1",
-        "--min-gap",
-        "1",
-        "--context",
-        "1",
-        "--sampling",
-        "top",
-    ]
-    assert main([*command, "--calibrate", "position", "--out", str(out)]) == 0
+    command = ["select", "--store", str(path), "--budget", "1", "--min-gap", "1", "--context", "1"]
+    assert main([*command, "--sampling", "top", "--calibrate", "position", "--out", str(out)]) == 0
     assert [(r["cube"], r["slice"]) for r in read_selection(out)] == [("c", 3)]
     with pytest.raises(InputError, match="calibration"):
         select_slices(path, 1, calibrate="cube")
@@ -154,9 +142,8 @@ def test_discriminator_context_averages_realness_over_neighbouring_slices_with_c
     assert rows[0]["priority"] == pytest.approx(1 - 0.35)
     b1 = next(r for r in rows if (r["cube"], r["slice"]) == ("b", 1))
     assert b1["priority"] == pytest.approx(1 - 0.4) and b1["realness"] == pytest.approx(0.5)
-    assert (
-        select_slices(scored, 1, min_gap=1, context=1, sampling="top")[0]["slice"] == 1
-    )  # the slice alone: a/1
+    alone = select_slices(scored, 1, min_gap=1, context=1, sampling="top")
+    assert alone[0]["slice"] == 1  # the slice alone: a/1
     for bad in (0, 4):
         with pytest.raises(InputError, match="odd"):
             select_slices(scored, 1, context=bad)
