@@ -4,6 +4,7 @@
 renderer writes (the GPU section of the cluster guide).
 """
 
+import functools
 import re
 from pathlib import Path
 
@@ -14,7 +15,8 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 
 
-def anchors(page: Path) -> set[str]:
+@functools.cache  # a page is linked to many times: read its headings once
+def anchors(page: Path) -> frozenset[str]:
     """GitHub's heading anchors: lower case, punctuation but hyphens and underscores dropped, spaces to
     hyphens, a repeated heading numbered -1, -2, ...; headings inside fenced code do not count."""
     bases: list[str] = []
@@ -28,7 +30,7 @@ def anchors(page: Path) -> set[str]:
             base = re.sub(r"[^\w\- ]", "", heading.group(1).strip().lower()).replace(" ", "-")
             found.add(f"{base}-{bases.count(base)}" if base in bases else base)
             bases.append(base)
-    return found
+    return frozenset(found)
 
 
 def test_anchor_rule_matches_github_on_this_repositorys_headings(tmp_path):
