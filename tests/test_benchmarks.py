@@ -84,6 +84,7 @@ def test_bench_all_tiny_writes_json_and_renders_the_document(tmp_path):
     assert bench["volunteer_effort"]["seeds"][0]["shifted_picks"] == {"discriminator": [2], "random": [2]}
     doc = (tmp_path / "benchmarks.md").read_text()
     assert "| discriminator |" in doc and "| 2 of 2 |" in doc  # picks from shifted cubes, of all picks
+    assert "| 2 of 2 | drawn by softrank |" in doc and "| drawn at random |" in doc  # each one's default
     for text in ("random slice reads", "upload under faults", "## Volunteer effort", "## Transfer learning",
                  "## Galaxy spiral arms and bars", "bar length, median relative error"):  # fmt: skip
         assert text in doc
@@ -212,7 +213,8 @@ def test_effort_fine_tunes_can_average_their_weights_and_rounds_can_cap_picks_pe
     assert settings["sampling"] == "softrank"
     res = result["seeds"][0]
     assert 0 <= res["all_corrected_dice"] <= 1
-    # the pool listing, then one round of each --tiny strategy
-    assert caps == [(None, None, None), *[(1, "position", "softrank")] * 2]
+    # the pool listing, then one round of each --tiny strategy; random has no ranking to draw from
+    assert caps == [(None, None, None), (1, "position", "softrank"), (1, "position", None)]
+    assert res["sampling"] == {"discriminator": "softrank", "random": None}
     for strategy, rounds in res["picks"].items():  # --tiny: one round of two picks from the pool
         assert [len(r) for r in rounds] == [2] and res["shifted_picks"][strategy] == [2]

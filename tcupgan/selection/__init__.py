@@ -5,8 +5,17 @@ from tcupgan.selection.select import (
     SAMPLINGS,
     STRATEGIES,
     read_selection,
+    sampling_for,
     select_slices,
     write_selection,
 )
 
-__all__ = ["CALIBRATIONS", "SAMPLINGS", "STRATEGIES", "read_selection", "select_slices", "write_selection"]
+__all__ = [
+    "CALIBRATIONS",
+    "SAMPLINGS",
+    "STRATEGIES",
+    "read_selection",
+    "sampling_for",
+    "select_slices",
+    "write_selection",
+]

@@ -28,7 +28,15 @@ from tcupgan.data.transforms import normalise
 from tcupgan.errors import InputError, StoreError
 from tcupgan.tables import write_csv
 
-__all__ = ["STRATEGIES", "CALIBRATIONS", "SAMPLINGS", "select_slices", "write_selection", "read_selection"]
+__all__ = [
+    "STRATEGIES",
+    "CALIBRATIONS",
+    "SAMPLINGS",
+    "sampling_for",
+    "select_slices",
+    "write_selection",
+    "read_selection",
+]
 
 STRATEGIES = ("discriminator", "novelty", "entropy", "random", "hybrid")
 CALIBRATIONS = ("none", "position")
@@ -70,6 +78,18 @@ def content_fraction(store: CubeStore, name: str, level: float = 0.05) -> np.nda
         slab = normalise(image[:, z : z + step], cube.attrs)
         fractions.extend((slab > level).any(axis=0).mean(axis=(1, 2)).tolist())
     return np.asarray(fractions)
+
+
+def sampling_for(strategy: str, sampling: str | None = None) -> str | None:
+    """How a round takes ``strategy``'s ranking: ``sampling`` where given, else the strategy's default
+    (``DEFAULT_SAMPLING``, ``"top"`` where it names none); None for ``random``, which has no ranking and
+    draws anyway. One function, so that select and whatever reports its picks (the effort benchmark)
+    cannot disagree on the default."""
+    if sampling is not None and sampling not in SAMPLINGS:
+        raise InputError(f"unknown sampling '{sampling}'; choose one of {SAMPLINGS}")
+    if strategy == "random":
+        return None
+    return sampling or DEFAULT_SAMPLING.get(strategy, "top")
 
 
 def select_slices(
@@ -119,9 +139,7 @@ def select_slices(
         raise InputError(f"--context must be an odd number of slices, 1 or more (got {context})")
     if calibrate not in CALIBRATIONS:
         raise InputError(f"unknown calibration '{calibrate}'; choose one of {CALIBRATIONS}")
-    sampling = sampling or DEFAULT_SAMPLING.get(strategy, "top")
-    if sampling not in SAMPLINGS:
-        raise InputError(f"unknown sampling '{sampling}'; choose one of {SAMPLINGS}")
+    sampling = sampling_for(strategy, sampling)
     store = CubeStore(store_path)
     names = list(cubes) if cubes else store.names(split=split)
     predicted = [n for n in names if "slice_scores" in store[n]]
@@ -176,7 +194,7 @@ def select_slices(
     else:
         priority = {"discriminator": 1 - in_context, "novelty": novelty, "entropy": entropy}[strategy]
     order = np.argsort(-priority, kind="stable")
-    if sampling == "softrank" and strategy != "random":
+    if sampling == "softrank":
         order = _softrank_draw(order, np.random.default_rng(seed))
     chosen: list[dict] = []
     picked = dict.fromkeys(predicted, 0)  # new slices per cube, for per_cube

@@ -8,7 +8,14 @@ from PIL import Image
 from tcupgan.cli.main import build_parser, main
 from tcupgan.data import CubeStore
 from tcupgan.errors import InputError, StoreError
-from tcupgan.selection import CALIBRATIONS, SAMPLINGS, read_selection, select_slices, write_selection
+from tcupgan.selection import (
+    CALIBRATIONS,
+    SAMPLINGS,
+    read_selection,
+    sampling_for,
+    select_slices,
+    write_selection,
+)
 from tcupgan.zooniverse import render_subjects
 from tcupgan.zooniverse.render import MAX_BYTES, MAX_SIDE
 
@@ -132,6 +139,10 @@ def test_discriminator_draws_by_softrank_by_default_and_the_other_strategies_tak
         assert default == select_slices(scored, 4, min_gap=1, seed=seed, sampling="softrank") != top
     entropy = select_slices(scored, 4, strategy="entropy", min_gap=1, seed=1)
     assert entropy == select_slices(scored, 4, strategy="entropy", min_gap=1, seed=1, sampling="top")
+    assert [sampling_for(s) for s in ("discriminator", "entropy", "random")] == ["softrank", "top", None]
+    assert sampling_for("entropy", "softrank") == "softrank" and sampling_for("random", "top") is None
+    with pytest.raises(InputError, match="sampling"):
+        sampling_for("random", "gumbel")  # a typo is refused whatever the strategy
 
 
 def test_discriminator_context_averages_realness_over_neighbouring_slices_with_content(scored):

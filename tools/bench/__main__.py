@@ -23,6 +23,8 @@ from pathlib import Path
 
 import torch
 
+from tcupgan.selection import sampling_for
+
 ROOT = Path(__file__).resolve().parents[2]
 #: Benchmarks that draw a figure, and where it goes under the docs folder.
 FIGURES = {
@@ -250,6 +252,14 @@ def _shifted_picks(seeds: list[dict], strategy: str) -> str:
     return f"{sum(map(sum, rounds))} of {picked}"
 
 
+def _picks(s: dict, strategy: str) -> str:
+    """How the strategy's rounds took its ranking, as the run recorded it (results since 2026-12-05);
+    earlier results record only the option: absent before softrank (2026-12-04) meant the top for all."""
+    recorded = s["seeds"][0].get("sampling")
+    how = recorded[strategy] if recorded else sampling_for(strategy, s["settings"].get("sampling", "top"))
+    return {"top": "the top of its ranking", "softrank": "drawn by softrank", None: "drawn at random"}[how]
+
+
 def _more_rounds(settings: dict) -> str:
     more = settings.get("max_rounds") or settings["rounds"]  # absent from results before 2026-12-03
     return f", up to {more} for a strategy short of the target" if more > settings["rounds"] else ""
@@ -260,11 +270,6 @@ def _effort(s: dict) -> list[str]:
     spread = len(seeds) > 1  # one seed has no spread to show
     familiar = s["settings"].get("familiar")  # absent from results before 2026-11-24
     average = s["settings"].get("average")  # absent from results before weight averaging (2026-11-24)
-    picks = {  # absent before softrank (2026-12-04): every strategy took the top; None: each one's default
-        "top": "every strategy takes the top of its ranking",
-        "softrank": "every strategy draws from its ranking by softrank",
-        None: "the discriminator draws from its ranking by softrank, the others take the top",
-    }[s["settings"].get("sampling", "top")]
     lines = [
         "## Volunteer effort",
         "",
@@ -272,7 +277,7 @@ def _effort(s: dict) -> list[str]:
         f"{seeds[0]['pool_slices']} "
         f"slices{f', {familiar} of its cubes unshifted' if familiar else ''}, shift strength "
         f"{s['settings'].get('shift', 1.0):g}; {s['settings']['rounds']} rounds of "
-        f"{s['settings']['budget']} slices{_more_rounds(s['settings'])}; {picks}; "
+        f"{s['settings']['budget']} slices{_more_rounds(s['settings'])}; "
         f"fine-tuning {s['settings']['epochs']} epochs"
         f"{f' (weights averaged over the last {average:.0%})' if average else ''}, "
         f"{s['settings'].get('corrections_share', 0):.0%} of its crops from corrected cubes). Effort = "
@@ -287,13 +292,16 @@ def _effort(s: dict) -> list[str]:
             "seeds not reaching the target",
             f"share of the correction gain, mean of rounds{' (± sd)' if spread else ''}",
             "picks from shifted cubes",
+            "a round's picks",
         ),
     ]
     for name, row in s["summary"].items():
         if not isinstance(row, dict):
             continue
         if row["effort_reduction_mean"] is None:
-            lines.append(_row(name, "no seed with signal", "", "", "", _shifted_picks(seeds, name)))
+            lines.append(
+                _row(name, "no seed with signal", "", "", "", _shifted_picks(seeds, name), _picks(s, name))
+            )
             continue
         gain = row.get("gain_share_mean")  # absent from results before 2026-11-24
         lines.append(
@@ -304,6 +312,7 @@ def _effort(s: dict) -> list[str]:
                 row["seeds_not_reaching_target"],
                 "–" if gain is None else _share(gain, row["gain_share_std"], spread),
                 _shifted_picks(seeds, name),
+                _picks(s, name),
             )
         )
     if s["summary"]["seeds_without_signal"]:
@@ -427,8 +436,9 @@ def main(argv: list[str] | None = None) -> None:
             earlier["benchmarks"].update(results["benchmarks"])
             results = earlier
         json_path.write_text(json.dumps(results, indent=1))
+        print(f"wrote {json_path}")
     (docs / "benchmarks.md").write_text(render(results))
-    print(f"wrote {json_path} and {docs / 'benchmarks.md'}")
+    print(f"wrote {docs / 'benchmarks.md'}")
 
 
 if __name__ == "__main__":

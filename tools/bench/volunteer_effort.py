@@ -58,7 +58,7 @@ from tcupgan.data import CubeStore
 from tcupgan.data.synth import synthetic_shift
 from tcupgan.demo import build_stores, dice, fit_demo_model
 from tcupgan.inference import predict_store
-from tcupgan.selection import CALIBRATIONS, SAMPLINGS, STRATEGIES, select_slices
+from tcupgan.selection import CALIBRATIONS, SAMPLINGS, STRATEGIES, sampling_for, select_slices
 from tcupgan.zooniverse.harvest import default_tool_values, write_corrections
 from tcupgan.zooniverse.volunteers import simulate_consensus
 from tools.bench.common import at_least, bench_cli, crop_share, share
@@ -125,6 +125,7 @@ def one_seed(tmp: Path, seed: int, args: argparse.Namespace) -> dict:
         "effort": {},
         "shifted_picks": {},  # per strategy and round: picks from shifted cubes (the rest: --familiar ones)
         "picks": {},  # per strategy and round: [cube, slice] of every pick
+        "sampling": {},  # per strategy: how its rounds took its ranking (select's sampling_for)
     }
     uncorrected, reference = tmp / "uncorrected.zarr", tmp / "reference.zarr"
     shutil.copytree(work, uncorrected)
@@ -142,6 +143,7 @@ def one_seed(tmp: Path, seed: int, args: argparse.Namespace) -> dict:
         shutil.copytree(work, store)
         rng = np.random.default_rng(seed)
         corrected, ckpt = 0, base  # the copied store holds the base model's predictions of the pool
+        result["sampling"][strategy] = sampling = sampling_for(strategy, args.sampling)
         curve, shifted, picks = [(0, result["uncorrected_dice"])], [], []
         for r in range(args.max_rounds):  # `tcupgan select`'s own rules: never a corrected slice again, gap 2
             if not another_round(curve, target, r, args.rounds):
@@ -150,7 +152,7 @@ def one_seed(tmp: Path, seed: int, args: argparse.Namespace) -> dict:
                 predict_store(ckpt, store, cubes=pool, overwrite=True)
             rows = select_slices(
                 store, args.budget, cubes=pool, strategy=strategy, per_cube=args.per_cube,
-                calibrate=args.calibrate, sampling=args.sampling, seed=seed * 100 + r,
+                calibrate=args.calibrate, sampling=sampling, seed=seed * 100 + r,
             )  # fmt: skip
             correct(store, truth, [(x["cube"], x["slice"]) for x in rows], rng)
             corrected += len(rows)
