@@ -218,3 +218,44 @@ def test_effort_fine_tunes_can_average_their_weights_and_rounds_can_cap_picks_pe
     assert res["sampling"] == {"discriminator": "softrank", "random": None}
     for strategy, rounds in res["picks"].items():  # --tiny: one round of two picks from the pool
         assert [len(r) for r in rounds] == [2] and res["shifted_picks"][strategy] == [2]
+
+
+def test_effort_merge_pairs_seeds_run_apart_and_refuses_runs_it_cannot_compare(tmp_path, capsys):
+    """``--merge``: seeds run as separate jobs become one summary with each strategy's slices against
+    random's seed by seed; runs of another setting, a repeated seed or a broken file are refused."""
+    from tools.bench.volunteer_effort import main
+
+    def run(seed, disc, rand, **settings):
+        res = {
+            "seed": seed, "pool_slices": 40, "uncorrected_dice": 0.4, "all_corrected_dice": 0.8,
+            "uncorrected_reaches_target": False, "effort": {"discriminator": disc, "random": rand},
+            "curves": {"discriminator": [(0, 0.4), (8, 0.7)], "random": [(0, 0.4), (8, 0.6)]},
+        }  # fmt: skip
+        return {
+            "baseline": "random",
+            "settings": {"rounds": 1, "sampling": None, "seeds": [seed], **settings},
+            "summary": {"seeds_without_signal": 0, "discriminator": {}, "random": {}},
+            "seeds": [res],
+            "seconds": 10.0,
+        }
+
+    paths = []
+    for seed, disc, rand in [(9, 8, 16), (10, 16, 16), (11, None, 24), (12, 8, 24), (13, 16, 8), (14, 8, 8)]:
+        paths.append(tmp_path / f"seed{seed}.json")
+        paths[-1].write_text(json.dumps(run(seed, disc, rand)))
+    figure = tmp_path / "merged.png"
+    merged = main(["--merge", *map(str, paths), "--figure", str(figure)])
+    assert merged["settings"]["seeds"] == [9, 10, 11, 12, 13, 14] and merged["seconds"] == 60
+    paired = merged["summary"]["discriminator"]["vs_random"]  # 11: the pool (40) against 24
+    assert (paired["fewer"], paired["equal"], paired["more"]) == (2, 2, 2)
+    assert paired["slices_mean"] == (-8 + 0 + 16 - 16 + 8 + 0) / 6
+    assert merged["summary"]["random"]["vs_random"]["equal"] == 6
+    assert figure.stat().st_size > 10_000  # six seeds: two rows of panels
+
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(run(15, 8, 8, sampling="top")))
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"settings": ')
+    for extra, message in [(other, "differs from"), (paths[0], "appears twice"), (broken, "cannot read")]:
+        with pytest.raises(SystemExit, match=message):
+            main(["--merge", *map(str, paths), str(extra)])

@@ -252,6 +252,19 @@ def _shifted_picks(seeds: list[dict], strategy: str) -> str:
     return f"{sum(map(sum, rounds))} of {picked}"
 
 
+def _vs_random(row: dict, strategy: str, spread: bool) -> str:
+    """Difference of mean reductions, and where there are seeds to pair (results since 2026-12-05), the
+    slices against random's seed by seed: a lead inside the seed-to-seed spread shows as one."""
+    text = f"{row.get('minus_random', 0):+.0%}"
+    paired = row.get("vs_random")
+    if not (paired and spread) or strategy == "random":
+        return text
+    return (
+        f"{text}; {paired['slices_mean']:+.1f} ± {paired['slices_std']:.1f} slices per seed, fewer in "
+        f"{paired['fewer']}, as many in {paired['equal']}, more in {paired['more']}"
+    )
+
+
 def _picks(s: dict, strategy: str) -> str:
     """How the strategy's rounds took its ranking, as the run recorded it (results since 2026-12-05);
     earlier results record only the option: absent before softrank (2026-12-04) meant the top for all."""
@@ -308,7 +321,7 @@ def _effort(s: dict) -> list[str]:
             _row(
                 name,
                 _share(row["effort_reduction_mean"], row["effort_reduction_std"], spread),
-                f"{row.get('minus_random', 0):+.0%}",
+                _vs_random(row, name, spread),
                 row["seeds_not_reaching_target"],
                 "–" if gain is None else _share(gain, row["gain_share_std"], spread),
                 _shifted_picks(seeds, name),

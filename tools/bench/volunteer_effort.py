@@ -12,8 +12,8 @@ fine-tune with nothing corrected (what more training alone gives).
 Effort of a strategy = slices corrected until Dice reaches 95% of the reference Dice; effort reduction =
 1 - effort / pool slices. Every strategy runs ``--rounds`` rounds (its curve and share of the correction
 gain); one still short of the target goes on until it reaches it or has run ``--max-rounds``, so that its
-effort is measured rather than assumed to be the whole pool. Prints JSON; writes a learning-curve figure
-with ``--figure``.
+effort is measured rather than assumed to be the whole pool. Prints JSON (each strategy's slices against
+random's, seed by seed, in ``vs_random``); writes a learning-curve figure with ``--figure``.
 
 The defaults are the setting docs/volunteer-effort.md measured over five seeds, each choice there because a
 simpler one measured noise:
@@ -39,11 +39,13 @@ seed with 12 epochs: 23).
     python -m tools.bench.volunteer_effort --quick --epochs 12 --rounds 5 --max-rounds 12 --seeds 0 1 2 3 4
     python -m tools.bench.volunteer_effort             # 32 x 128 x 128 cubes, 5 seeds: for a GPU
     python -m tools.bench.volunteer_effort --tiny      # the test suite's smoke run
+    python -m tools.bench.volunteer_effort --merge seed*.json --figure all.png   # seeds run apart, as one
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import shlex
 import shutil
@@ -201,7 +203,66 @@ def summarise(seeds: list[dict], strategies: Sequence[str], rounds: int | None =
     if "random" in out and usable:
         for s in strategies:
             out[s]["minus_random"] = out[s]["effort_reduction_mean"] - out["random"]["effort_reduction_mean"]
+            out[s]["vs_random"] = paired_with_random(usable, s)
     return out
+
+
+def paired_with_random(seeds: list[dict], strategy: str) -> dict:
+    """Slices ``strategy`` needed minus random's, seed by seed (an unreached target counts as the pool).
+
+    Both ran on the same base model, pool and held-out cubes in a seed, so the paired difference takes
+    out what the seeds share; the seed-to-seed spread of effort (tens of slices) is wider than the gaps
+    between strategies, and a difference of means alone cannot say whether a lead is one seed's luck.
+    Reported as seeds with fewer / as many / more slices, with the mean and spread of the difference."""
+    diffs = [(res["effort"][strategy] or res["pool_slices"]) - (res["effort"]["random"] or res["pool_slices"])
+             for res in seeds]  # fmt: skip
+    return {
+        "fewer": sum(d < 0 for d in diffs),
+        "equal": sum(d == 0 for d in diffs),
+        "more": sum(d > 0 for d in diffs),
+        "slices_mean": float(np.mean(diffs)),
+        "slices_std": float(np.std(diffs)),
+    }
+
+
+def merge(paths: Sequence[str]) -> dict:
+    """One result from runs of other seeds in the same setting (separate jobs, machines or days):
+    the seeds together, summarised again. Runs whose settings differ beyond their seeds, that repeat a
+    seed, or that lack one of the strategies are refused: their efforts would not be comparable."""
+    runs = []
+    for path in paths:
+        try:
+            runs.append(json.loads(Path(path).read_text()))
+        except (OSError, ValueError) as exc:
+            raise SystemExit(f"--merge: cannot read {path} as this benchmark's JSON: {exc}") from exc
+        if (
+            not isinstance(runs[-1], dict)
+            or not {"settings", "summary", "seeds", "seconds"} <= runs[-1].keys()
+        ):
+            raise SystemExit(f"--merge: {path} is not an output of this benchmark (settings, summary, seeds)")
+    settings = [{k: v for k, v in r["settings"].items() if k != "seeds"} for r in runs]
+    for path, other in zip(paths[1:], settings[1:], strict=True):
+        if other != settings[0]:
+            differ = sorted(
+                k for k in other.keys() | settings[0].keys() if other.get(k) != settings[0].get(k)
+            )
+            raise SystemExit(f"--merge: {path} differs from {paths[0]} in {', '.join(differ)}")
+    seeds = [res for r in runs for res in r["seeds"]]
+    numbers = [res["seed"] for res in seeds]
+    if len(set(numbers)) < len(numbers):
+        raise SystemExit(f"--merge: a seed appears twice ({sorted(numbers)})")
+    strategies = [k for k, row in runs[0]["summary"].items() if isinstance(row, dict)]
+    missing = [(res["seed"], s) for res in seeds for s in strategies if s not in res["effort"]]
+    if missing:
+        raise SystemExit(f"--merge: (seed, strategy) not measured: {missing}")
+    return {
+        "baseline": runs[0]["baseline"],
+        "settings": {**runs[0]["settings"], "seeds": numbers},
+        "summary": summarise(seeds, strategies, runs[0]["settings"]["rounds"]),
+        "seeds": seeds,
+        "seconds": round(sum(r["seconds"] for r in runs), 1),
+        "merged": [str(p) for p in paths],
+    }
 
 
 def gain_share(res: dict, strategy: str, rounds: int | None = None) -> float:
@@ -216,8 +277,12 @@ def figure(seeds: list[dict], path: Path) -> None:
     """One panel per seed: seeds differ in Dice level more than strategies differ, so a mean hides both."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(seeds), figsize=(4.2 * len(seeds) + 1, 4.2), sharey=True, squeeze=False)
-    for ax, res in zip(axes[0], seeds, strict=True):
+    cols = min(len(seeds), 5)  # rows of five: a merged run of a dozen seeds stays readable
+    rows = -(-len(seeds) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols + 1, 4.2 * rows), sharey=True, squeeze=False)
+    for ax in axes.flat[len(seeds) :]:
+        ax.axis("off")
+    for ax, res in zip(axes.flat, seeds, strict=False):
         for i, (strategy, curve) in enumerate(res["curves"].items()):
             x, y = np.array(curve, float).T
             ax.plot(x, y, marker="o", color=f"C{i}", label=strategy)
@@ -226,7 +291,8 @@ def figure(seeds: list[dict], path: Path) -> None:
         ax.axhline(0.95 * ref, color="grey", ls=":", lw=1, label="95% of that (the effort target)")
         signal = "" if not res["uncorrected_reaches_target"] else " (no signal: 0 corrections reach it)"
         ax.set(xlabel="pool slices corrected by volunteers", title=f"seed {res['seed']}{signal}")
-    axes[0, 0].set_ylabel("Dice on held-out shifted cubes")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("Dice on held-out shifted cubes")
     axes[0, 0].legend(fontsize=8)
     fig.suptitle("Volunteer effort: Dice vs slices corrected")
     fig.tight_layout()
@@ -236,6 +302,11 @@ def figure(seeds: list[dict], path: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
+    if args.merge:
+        result = merge(args.merge)
+        if args.figure:
+            figure(result["seeds"], Path(args.figure))
+        return result
     if args.tiny:
         args.rounds, args.budget, args.base_epochs, args.epochs, args.seeds, args.samples = 1, 2, 1, 1, [0], 8
         args.shifted_cubes, args.familiar = 4, 0
@@ -317,6 +388,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fit-args", default="", help='further fit arguments for every fit (ablations), e.g. '
                    '"--model.disc_corrupted 0.5"')  # fmt: skip
     p.add_argument("--figure", help="PNG of the learning curves")
+    p.add_argument(
+        "--merge", nargs="+", metavar="JSON",
+        help="no run: combine earlier outputs of this benchmark (other seeds, same setting) into one "
+        "summary, and --figure of all their seeds",
+    )  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
