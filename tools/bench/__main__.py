@@ -253,7 +253,7 @@ def _shifted_picks(seeds: list[dict], strategy: str) -> str:
 
 
 def _vs_random(row: dict, strategy: str, spread: bool) -> str:
-    """Difference of mean reductions, and where there are seeds to pair (results since 2026-12-05), the
+    """Difference of mean reductions, and where there are seeds to pair (results since 2026-12-04, late), the
     slices against random's seed by seed: a lead inside the seed-to-seed spread shows as one."""
     text = f"{row.get('minus_random', 0):+.0%}"
     paired = row.get("vs_random")
@@ -266,7 +266,7 @@ def _vs_random(row: dict, strategy: str, spread: bool) -> str:
 
 
 def _picks(s: dict, strategy: str) -> str:
-    """How the strategy's rounds took its ranking, as the run recorded it (results since 2026-12-05);
+    """How the strategy's rounds took its ranking, as the run recorded it (results since 2026-12-04, late);
     earlier results record only the option: absent before softrank (2026-12-04) meant the top for all."""
     recorded = s["seeds"][0].get("sampling")
     how = recorded[strategy] if recorded else sampling_for(strategy, s["settings"].get("sampling", "top"))
