@@ -222,13 +222,15 @@ def test_effort_fine_tunes_can_average_their_weights_and_rounds_can_cap_picks_pe
 
 def test_effort_merge_pairs_seeds_run_apart_and_refuses_runs_it_cannot_compare(tmp_path, capsys):
     """``--merge``: seeds run as separate jobs become one summary with each strategy's slices against
-    random's seed by seed; runs of another setting, a repeated seed or a broken file are refused."""
+    random's seed by seed, and a strategy run later on a seed joins it; runs of another setting, a
+    strategy measured twice on a seed, a seed from another base model or a broken file are refused."""
     from tools.bench.volunteer_effort import main
 
     def run(seed, disc, rand, **settings):
         res = {
-            "seed": seed, "pool_slices": 40, "uncorrected_dice": 0.4, "all_corrected_dice": 0.8,
-            "uncorrected_reaches_target": False, "effort": {"discriminator": disc, "random": rand},
+            "seed": seed, "pool_slices": 40, "base_dice": 0.3, "uncorrected_dice": 0.4,
+            "all_corrected_dice": 0.8, "uncorrected_reaches_target": False,
+            "effort": {"discriminator": disc, "random": rand},
             "curves": {"discriminator": [(0, 0.4), (8, 0.7)], "random": [(0, 0.4), (8, 0.6)]},
         }  # fmt: skip
         return {
@@ -252,10 +254,28 @@ def test_effort_merge_pairs_seeds_run_apart_and_refuses_runs_it_cannot_compare(t
     assert merged["summary"]["random"]["vs_random"]["equal"] == 6
     assert figure.stat().st_size > 10_000  # six seeds: two rows of panels
 
+    # another strategy run later on the same seed joins it; the pairing with random then covers it too
+    entropy = run(9, 8, 16)
+    entropy["seeds"][0]["effort"] = {"entropy": 24}
+    entropy["seeds"][0]["curves"] = {"entropy": [(0, 0.4), (8, 0.5)]}
+    later = tmp_path / "entropy9.json"
+    later.write_text(json.dumps(entropy))
+    joined = main(["--merge", str(paths[0]), str(later)])
+    assert joined["seeds"][0]["effort"] == {"discriminator": 8, "random": 16, "entropy": 24}
+    assert joined["summary"]["entropy"]["vs_random"]["more"] == 1
+    with pytest.raises(SystemExit, match="not measured"):  # seed 10 has no entropy
+        main(["--merge", str(paths[0]), str(paths[1]), str(later)])
+
     other = tmp_path / "other.json"
     other.write_text(json.dumps(run(15, 8, 8, sampling="top")))
+    rebased = run(9, 8, 16)
+    rebased["seeds"][0]["base_dice"] = 0.5
+    moved = tmp_path / "rebased.json"
+    moved.write_text(json.dumps(rebased))
     broken = tmp_path / "broken.json"
     broken.write_text('{"settings": ')
-    for extra, message in [(other, "differs from"), (paths[0], "appears twice"), (broken, "cannot read")]:
+    refused = [(other, "differs from"), (paths[0], "discriminator, random twice"),
+               (moved, "another base model"), (broken, "cannot read")]  # fmt: skip
+    for extra, message in refused:
         with pytest.raises(SystemExit, match=message):
             main(["--merge", *map(str, paths), str(extra)])

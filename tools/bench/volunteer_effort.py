@@ -226,9 +226,11 @@ def paired_with_random(seeds: list[dict], strategy: str) -> dict:
 
 
 def merge(paths: Sequence[str]) -> dict:
-    """One result from runs of other seeds in the same setting (separate jobs, machines or days):
-    the seeds together, summarised again. Runs whose settings differ beyond their seeds, that repeat a
-    seed, or that lack one of the strategies are refused: their efforts would not be comparable."""
+    """One result from runs of the same setting done apart (other seeds, or other strategies on the same
+    seeds: separate jobs, machines or days), summarised again. A seed run twice must have started from
+    the same base model (the runs are seeded, so its base, nothing-corrected and all-corrected Dice repeat
+    to the last digit) and measured each strategy once. Runs whose settings differ beyond their seeds, or
+    that leave a strategy unmeasured on a seed, are refused: their efforts would not be comparable."""
     runs = []
     for path in paths:
         try:
@@ -247,22 +249,41 @@ def merge(paths: Sequence[str]) -> dict:
                 k for k in other.keys() | settings[0].keys() if other.get(k) != settings[0].get(k)
             )
             raise SystemExit(f"--merge: {path} differs from {paths[0]} in {', '.join(differ)}")
-    seeds = [res for r in runs for res in r["seeds"]]
-    numbers = [res["seed"] for res in seeds]
-    if len(set(numbers)) < len(numbers):
-        raise SystemExit(f"--merge: a seed appears twice ({sorted(numbers)})")
-    strategies = [k for k, row in runs[0]["summary"].items() if isinstance(row, dict)]
-    missing = [(res["seed"], s) for res in seeds for s in strategies if s not in res["effort"]]
+    seeds: dict[int, dict] = {}
+    for path, run in zip(paths, runs, strict=True):
+        for res in run["seeds"]:
+            _add_seed(seeds, res, path)
+    strategies = list(dict.fromkeys(s for res in seeds.values() for s in res["effort"]))
+    missing = [(n, s) for n, res in seeds.items() for s in strategies if s not in res["effort"]]
     if missing:
-        raise SystemExit(f"--merge: (seed, strategy) not measured: {missing}")
+        raise SystemExit(f"--merge: (seed, strategy) not measured: {missing}; merge fewer seeds or run them")
     return {
         "baseline": runs[0]["baseline"],
-        "settings": {**runs[0]["settings"], "seeds": numbers},
-        "summary": summarise(seeds, strategies, runs[0]["settings"]["rounds"]),
-        "seeds": seeds,
+        "settings": {**runs[0]["settings"], "seeds": list(seeds)},
+        "summary": summarise(list(seeds.values()), strategies, runs[0]["settings"]["rounds"]),
+        "seeds": list(seeds.values()),
         "seconds": round(sum(r["seconds"] for r in runs), 1),
         "merged": [str(p) for p in paths],
     }
+
+
+PER_STRATEGY = ("curves", "effort", "shifted_picks", "picks", "sampling")  # a seed's results by strategy
+
+
+def _add_seed(seeds: dict[int, dict], res: dict, path: str) -> None:
+    """``res`` into ``seeds``: a new seed as it is, a seed seen before gains its strategies."""
+    known = seeds.get(res["seed"])
+    if known is None:
+        seeds[res["seed"]] = {k: dict(v) if k in PER_STRATEGY else v for k, v in res.items()}
+        return
+    shared = ("pool_slices", "base_dice", "uncorrected_dice", "all_corrected_dice")
+    if any(known[k] != res[k] for k in shared):
+        raise SystemExit(f"--merge: seed {res['seed']} in {path} started from another base model ({shared})")
+    twice = sorted(set(known["effort"]) & set(res["effort"]))
+    if twice:
+        raise SystemExit(f"--merge: seed {res['seed']} measures {', '.join(twice)} twice")
+    for key in PER_STRATEGY:
+        known.setdefault(key, {}).update(res.get(key, {}))
 
 
 def gain_share(res: dict, strategy: str, rounds: int | None = None) -> float:
@@ -390,8 +411,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--figure", help="PNG of the learning curves")
     p.add_argument(
         "--merge", nargs="+", metavar="JSON",
-        help="no run: combine earlier outputs of this benchmark (other seeds, same setting) into one "
-        "summary, and --figure of all their seeds",
+        help="no run: combine earlier outputs of this benchmark in one setting (other seeds, or other "
+        "strategies on the same seeds) into one summary, and --figure of all their seeds",
     )  # fmt: skip
 
 
