@@ -191,7 +191,7 @@ def summarise(seeds: list[dict], strategies: Sequence[str], rounds: int | None =
     usable = [res for res in seeds if not res["uncorrected_reaches_target"]]
     out: dict = {"seeds_without_signal": len(seeds) - len(usable)}
     for s in strategies:
-        reductions = [1 - (res["effort"][s] or res["pool_slices"]) / res["pool_slices"] for res in usable]
+        reductions = [1 - slices_needed(res, s) / res["pool_slices"] for res in usable]
         gains = [gain_share(res, s, rounds) for res in usable]
         out[s] = {
             "effort_reduction_mean": float(np.mean(reductions)) if reductions else None,
@@ -207,15 +207,19 @@ def summarise(seeds: list[dict], strategies: Sequence[str], rounds: int | None =
     return out
 
 
+def slices_needed(res: dict, strategy: str) -> int:
+    """A seed's effort for ``strategy``; an unreached target counts as every pool slice corrected."""
+    return res["effort"][strategy] or res["pool_slices"]
+
+
 def paired_with_random(seeds: list[dict], strategy: str) -> dict:
-    """Slices ``strategy`` needed minus random's, seed by seed (an unreached target counts as the pool).
+    """Slices ``strategy`` needed minus random's, seed by seed (``slices_needed``).
 
     Both ran on the same base model, pool and held-out cubes in a seed, so the paired difference takes
     out what the seeds share; the seed-to-seed spread of effort (tens of slices) is wider than the gaps
     between strategies, and a difference of means alone cannot say whether a lead is one seed's luck.
     Reported as seeds with fewer / as many / more slices, with the mean and spread of the difference."""
-    diffs = [(res["effort"][strategy] or res["pool_slices"]) - (res["effort"]["random"] or res["pool_slices"])
-             for res in seeds]  # fmt: skip
+    diffs = [slices_needed(res, strategy) - slices_needed(res, "random") for res in seeds]
     return {
         "fewer": sum(d < 0 for d in diffs),
         "equal": sum(d == 0 for d in diffs),
