@@ -1,6 +1,7 @@
 """Benchmarks are not tests: these only check that each one runs on tiny sizes and emits valid JSON."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -57,7 +58,6 @@ def test_bench_all_tiny_writes_json_and_renders_the_document(tmp_path):
     docs/benchmarks.md is rendered from it; the upload under faults must leave no duplicate."""
     import subprocess
     import sys
-    from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
     out = tmp_path / "bench.json"
@@ -218,6 +218,41 @@ def test_effort_fine_tunes_can_average_their_weights_and_rounds_can_cap_picks_pe
     assert res["sampling"] == {"discriminator": "softrank", "random": None}
     for strategy, rounds in res["picks"].items():  # --tiny: one round of two picks from the pool
         assert [len(r) for r in rounds] == [2] and res["shifted_picks"][strategy] == [2]
+
+
+def test_effort_oracles_rank_by_the_true_error_and_draw_from_the_shifted_cubes(monkeypatch):
+    """The benchmark-only baselines: ``oracle`` ranks the pool by the current model's true per-slice Dice
+    error (checked against the truth store) and takes its top; ``shift_oracle`` draws from the shifted
+    pool cubes only, which in a pool of shifted cubes alone (``--tiny``) is random's own draw."""
+    import numpy as np
+
+    from tcupgan.data import CubeStore
+    from tcupgan.metrics.evaluate import slice_dice
+    from tools.bench import volunteer_effort
+
+    select_slices, checked = volunteer_effort.select_slices, []
+
+    def select_and_check(store, budget, **kwargs):
+        rows = select_slices(store, budget, **kwargs)
+        errors = kwargs.get("ranking")
+        if errors is not None:
+            predicted = CubeStore(store)
+            hidden = CubeStore(Path(store).parent / "base" / "truth.zarr")
+            for name, error in errors.items():
+                truth = hidden[name].label[...] > 0
+                assert np.array_equal(error, 1 - slice_dice(predicted[name]["prediction"][...] > 0, truth))
+            pool = select_slices(store, 10**9, cubes=list(errors), strategy="random", min_gap=1)
+            assert rows[0]["priority"] == max(errors[r["cube"]][r["slice"]] for r in pool)
+            checked.append(kwargs["strategy"])
+        return rows
+
+    monkeypatch.setattr(volunteer_effort, "select_slices", select_and_check)
+    result = volunteer_effort.main(["--tiny", "--strategies", "oracle", "shift_oracle", "random"])
+    res = result["seeds"][0]
+    assert checked == ["oracle"]
+    assert res["sampling"] == {"oracle": "top", "shift_oracle": None, "random": None}
+    assert res["picks"]["shift_oracle"] == res["picks"]["random"] and len(res["picks"]["oracle"][0]) == 2
+    assert {"oracle", "shift_oracle", "random"} <= result["summary"].keys()
 
 
 def test_effort_merge_pairs_seeds_run_apart_and_refuses_runs_it_cannot_compare(tmp_path, capsys):

@@ -16,7 +16,7 @@ slices (neighbouring slices look alike).
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -106,6 +106,7 @@ def select_slices(
     cubes: Sequence[str] | None = None,
     split: str | None = None,
     seed: int = 0,
+    ranking: Mapping[str, np.ndarray] | None = None,
 ) -> list[dict]:
     """Rank slices of predicted cubes and pick ``budget`` of them; returns one dict per selected slice.
 
@@ -130,8 +131,12 @@ def select_slices(
     ``random`` strategy already draws and ignores it. ``None``: softrank for the discriminator, whose
     top picks needed more volunteer effort than random's in the effort simulation and its draws less
     (docs/volunteer-effort.md), top for the other strategies, as they were measured.
+
+    ``ranking``: per cube, a priority per slice (higher first) to rank by instead of a strategy's;
+    ``strategy`` then only names it in the rows. A simulation that knows the truth ranks by the true
+    error this way (the effort benchmark's ``oracle``) under the same rules as the real strategies.
     """
-    if strategy not in STRATEGIES:
+    if ranking is None and strategy not in STRATEGIES:
         raise InputError(f"unknown strategy '{strategy}'; choose one of {STRATEGIES}")
     if budget < 1:
         raise InputError("--budget must be at least 1")
@@ -150,6 +155,8 @@ def select_slices(
             "--calibrate position compares a slice with the same depth of the other cubes: it needs 2 or "
             "more predicted cubes, got 1; use --calibrate none"
         )
+    if ranking is not None and set(predicted) - set(ranking):
+        raise InputError(f"ranking has no scores for cubes {sorted(set(predicted) - set(ranking))}")
     realness_of = {name: store[name]["slice_scores"][...] for name in predicted}
     calibrated = _minus_position_median(realness_of) if calibrate == "position" else realness_of
     candidates = []
@@ -187,7 +194,9 @@ def select_slices(
         np.array([getattr(c, field) for c in candidates])
         for field in ("realness_in_context", "novelty", "entropy")
     )
-    if strategy == "random":
+    if ranking is not None:
+        priority = np.array([ranking[c.cube][c.slice] for c in candidates], dtype=float)
+    elif strategy == "random":
         priority = np.random.default_rng(seed).random(len(candidates))
     elif strategy == "hybrid":
         priority = (_ranks(novelty) + _ranks(entropy)) / 2

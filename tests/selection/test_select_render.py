@@ -170,6 +170,18 @@ def test_strategies_and_determinism(scored):
         select_slices(scored, 3, strategy="best")
 
 
+def test_a_given_ranking_replaces_the_strategys_under_the_same_rules(scored):
+    """``ranking``: what a simulation that knows the truth ranks by (the effort benchmark's oracle); the
+    gap, the cap and the content rule still apply, and every ranked cube needs its scores."""
+    ranking = {"a": np.array([0, 5, 4, 0, 3, 0.0]), "b": np.array([9, 0, 0, 2, 0, 1.0])}
+    rows = select_slices(scored, 4, strategy="oracle", ranking=ranking, per_cube=2, min_gap=2)
+    # b/0 (9) has no content; a/1 (5), a/2 too close, a/4 (3), b/3 (2), b/5 (1)
+    assert [(r["cube"], r["slice"]) for r in rows] == [("a", 1), ("a", 4), ("b", 3), ("b", 5)]
+    assert [r["priority"] for r in rows] == [5, 3, 2, 1] and {r["strategy"] for r in rows} == {"oracle"}
+    with pytest.raises(InputError, match=r"no scores for cubes \['b'\]"):
+        select_slices(scored, 2, strategy="oracle", ranking={"a": ranking["a"]})
+
+
 def test_novelty_picks_the_farthest_slices_and_needs_a_fresh_novelty_array(scored):
     store = CubeStore(scored, mode="r+")
     with pytest.raises(StoreError, match="--reference"):

@@ -13,7 +13,9 @@ Effort of a strategy = slices corrected until Dice reaches 95% of the reference 
 1 - effort / pool slices. Every strategy runs ``--rounds`` rounds (its curve and share of the correction
 gain); one still short of the target goes on until it reaches it or has run ``--max-rounds``, so that its
 effort is measured rather than assumed to be the whole pool. Prints JSON (each strategy's slices against
-random's, seed by seed, in ``vs_random``); writes a learning-curve figure with ``--figure``.
+random's, seed by seed, in ``vs_random``); writes a learning-curve figure with ``--figure``. Two baselines
+read the truth, which no project has: ``oracle`` (the slices the current model gets most wrong) and
+``shift_oracle`` (random slices of the shifted cubes): what picking could save at most in this simulation.
 
 The defaults are the setting docs/volunteer-effort.md measured over five seeds, each choice there because a
 simpler one measured noise:
@@ -40,6 +42,8 @@ seed with 12 epochs: 23).
     python -m tools.bench.volunteer_effort             # 32 x 128 x 128 cubes, 5 seeds: for a GPU
     python -m tools.bench.volunteer_effort --tiny      # the test suite's smoke run
     python -m tools.bench.volunteer_effort --merge seed*.json --figure all.png   # seeds run apart, as one
+    python -m tools.bench.volunteer_effort --quick --epochs 12 --rounds 5 --max-rounds 12 --seeds 0 \
+        --strategies oracle shift_oracle     # the ceilings of selection
 """
 
 from __future__ import annotations
@@ -60,12 +64,15 @@ from tcupgan.data import CubeStore
 from tcupgan.data.synth import synthetic_shift
 from tcupgan.demo import build_stores, dice, fit_demo_model
 from tcupgan.inference import predict_store
+from tcupgan.metrics.evaluate import slice_dice
 from tcupgan.selection import CALIBRATIONS, SAMPLINGS, STRATEGIES, sampling_for, select_slices
 from tcupgan.zooniverse.harvest import default_tool_values, write_corrections
 from tcupgan.zooniverse.volunteers import simulate_consensus
 from tools.bench.common import at_least, bench_cli, crop_share, share
 
 DEFAULT_STRATEGIES = ("discriminator", "entropy", "hybrid", "random")  # + novelty by --strategies
+# What no project can run, only a simulation that holds the truth: how much picking could gain at all.
+ORACLES = ("oracle", "shift_oracle")
 SETTINGS = (
     "quick", "tiny", "shift", "shifted_cubes", "familiar", "rounds", "budget", "base_epochs", "epochs",
     "seeds", "samples", "corrections_share", "average", "fit_args", "max_rounds", "per_cube",
@@ -145,17 +152,15 @@ def one_seed(tmp: Path, seed: int, args: argparse.Namespace) -> dict:
         shutil.copytree(work, store)
         rng = np.random.default_rng(seed)
         corrected, ckpt = 0, base  # the copied store holds the base model's predictions of the pool
-        result["sampling"][strategy] = sampling = sampling_for(strategy, args.sampling)
+        draws = strategy in ("random", "shift_oracle")  # no ranking: they draw
+        result["sampling"][strategy] = sampling = sampling_for("random" if draws else strategy, args.sampling)
         curve, shifted, picks = [(0, result["uncorrected_dice"])], [], []
         for r in range(args.max_rounds):  # `tcupgan select`'s own rules: never a corrected slice again, gap 2
             if not another_round(curve, target, r, args.rounds):
                 break
             if r:  # the pool as the last fine-tune sees it
                 predict_store(ckpt, store, cubes=pool, overwrite=True)
-            rows = select_slices(
-                store, args.budget, cubes=pool, strategy=strategy, per_cube=args.per_cube,
-                calibrate=args.calibrate, sampling=sampling, seed=seed * 100 + r,
-            )  # fmt: skip
+            rows = pick(store, hidden, strategy, pool, shifted_pool, args, sampling, seed * 100 + r)
             correct(store, truth, [(x["cube"], x["slice"]) for x in rows], rng)
             corrected += len(rows)
             shifted.append(sum(x["cube"] in shifted_pool for x in rows))
@@ -168,6 +173,26 @@ def one_seed(tmp: Path, seed: int, args: argparse.Namespace) -> dict:
         result["shifted_picks"][strategy] = shifted
         result["picks"][strategy] = picks
     return result
+
+
+def pick(store: Path, hidden: CubeStore, strategy: str, pool: list[str], shifted_pool: set[str],
+         args: argparse.Namespace, sampling: str | None, seed: int) -> list[dict]:  # fmt: skip
+    """A round's picks under `tcupgan select`'s rules. The ``ORACLES`` read the truth: ``oracle`` ranks by
+    the current model's true per-slice Dice error (the selection study's oracle, worst first),
+    ``shift_oracle`` draws at random from the shifted pool cubes only. What they save against random is
+    the most a ranking by error, or a perfect detector of the shift, could save in this simulation."""
+    common = {"per_cube": args.per_cube, "sampling": sampling, "seed": seed}
+    if strategy == "shift_oracle":
+        return select_slices(store, args.budget, cubes=sorted(shifted_pool), strategy="random", **common)
+    ranking = None
+    if strategy == "oracle":
+        predicted = CubeStore(store)
+        ranking = {
+            n: 1 - slice_dice(predicted[n]["prediction"][...] > 0, hidden[n].label[...] > 0) for n in pool
+        }
+    return select_slices(
+        store, args.budget, cubes=pool, strategy=strategy, calibrate=args.calibrate, ranking=ranking, **common
+    )
 
 
 def another_round(curve: list[tuple[int, float]], target: float, done: int, rounds: int) -> bool:
@@ -335,7 +360,8 @@ def run(args: argparse.Namespace) -> dict:
     if args.tiny:
         args.rounds, args.budget, args.base_epochs, args.epochs, args.seeds, args.samples = 1, 2, 1, 1, [0], 8
         args.shifted_cubes, args.familiar = 4, 0
-        args.strategies = ["discriminator", "random"]
+        if args.strategies == list(DEFAULT_STRATEGIES):  # unless named: --tiny's smoke run is short
+            args.strategies = ["discriminator", "random"]
     args.rounds = args.rounds or (3 if args.quick else 5)
     args.epochs = args.epochs or (6 if args.quick else 12)
     args.seeds = args.seeds or ([0] if args.quick else [0, 1, 2, 3, 4])
@@ -409,7 +435,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="average each fine-tune's weights over this last share of its epochs (0.5: the second half; "
         "0: off), so one fine-tune per round is less of a lottery",
     )  # fmt: skip
-    p.add_argument("--strategies", nargs="+", default=list(DEFAULT_STRATEGIES), choices=STRATEGIES)
+    p.add_argument(
+        "--strategies", nargs="+", default=list(DEFAULT_STRATEGIES), choices=STRATEGIES + ORACLES,
+        help="strategies to compare (%(default)s); oracle and shift_oracle read the truth: what picking "
+        "could gain at most",
+    )  # fmt: skip
     p.add_argument("--fit-args", default="", help='further fit arguments for every fit (ablations), e.g. '
                    '"--model.disc_corrupted 0.5"')  # fmt: skip
     p.add_argument("--figure", help="PNG of the learning curves")
