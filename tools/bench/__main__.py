@@ -269,11 +269,7 @@ def _picks(s: dict, strategy: str) -> str:
     """How the strategy's rounds took its ranking, as the run recorded it (results since 2026-12-04, late);
     earlier results record only the option: absent before softrank (2026-12-04) meant the top for all."""
     recorded = s["seeds"][0].get("sampling") or {}  # a merged seed may hold strategies run before it
-    how = (
-        recorded[strategy]
-        if strategy in recorded
-        else sampling_for(strategy, s["settings"].get("sampling", "top"))
-    )
+    how = recorded.get(strategy, sampling_for(strategy, s["settings"].get("sampling", "top")))
     return {"top": "the top of its ranking", "softrank": "drawn by softrank", None: "drawn at random"}[how]
 
 

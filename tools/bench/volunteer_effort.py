@@ -42,7 +42,7 @@ seed with 12 epochs: 23).
     python -m tools.bench.volunteer_effort             # 32 x 128 x 128 cubes, 5 seeds: for a GPU
     python -m tools.bench.volunteer_effort --tiny      # the test suite's smoke run
     python -m tools.bench.volunteer_effort --merge seed*.json --figure all.png   # seeds run apart, as one
-    python -m tools.bench.volunteer_effort --quick --epochs 12 --rounds 5 --max-rounds 12 --seeds 0 \
+    python -m tools.bench.volunteer_effort --quick --epochs 12 --rounds 5 --max-rounds 12 --seeds 0 \\
         --strategies oracle shift_oracle     # the ceilings of selection
 """
 
@@ -71,6 +71,7 @@ from tcupgan.zooniverse.volunteers import simulate_consensus
 from tools.bench.common import at_least, bench_cli, crop_share, share
 
 DEFAULT_STRATEGIES = ("discriminator", "entropy", "hybrid", "random")  # + novelty by --strategies
+TINY_STRATEGIES = ("discriminator", "random")  # --tiny's smoke run, unless --strategies names others
 # What no project can run, only a simulation that holds the truth: how much picking could gain at all.
 ORACLES = ("oracle", "shift_oracle")
 SETTINGS = (
@@ -152,8 +153,8 @@ def one_seed(tmp: Path, seed: int, args: argparse.Namespace) -> dict:
         shutil.copytree(work, store)
         rng = np.random.default_rng(seed)
         corrected, ckpt = 0, base  # the copied store holds the base model's predictions of the pool
-        draws = strategy in ("random", "shift_oracle")  # no ranking: they draw
-        result["sampling"][strategy] = sampling = sampling_for("random" if draws else strategy, args.sampling)
+        drawn_as = "random" if strategy == "shift_oracle" else strategy  # pick() draws it as random does
+        result["sampling"][strategy] = sampling = sampling_for(drawn_as, args.sampling)
         curve, shifted, picks = [(0, result["uncorrected_dice"])], [], []
         for r in range(args.max_rounds):  # `tcupgan select`'s own rules: never a corrected slice again, gap 2
             if not another_round(curve, target, r, args.rounds):
@@ -360,8 +361,7 @@ def run(args: argparse.Namespace) -> dict:
     if args.tiny:
         args.rounds, args.budget, args.base_epochs, args.epochs, args.seeds, args.samples = 1, 2, 1, 1, [0], 8
         args.shifted_cubes, args.familiar = 4, 0
-        if args.strategies == list(DEFAULT_STRATEGIES):  # unless named: --tiny's smoke run is short
-            args.strategies = ["discriminator", "random"]
+    args.strategies = args.strategies or list(TINY_STRATEGIES if args.tiny else DEFAULT_STRATEGIES)
     args.rounds = args.rounds or (3 if args.quick else 5)
     args.epochs = args.epochs or (6 if args.quick else 12)
     args.seeds = args.seeds or ([0] if args.quick else [0, 1, 2, 3, 4])
@@ -436,9 +436,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "0: off), so one fine-tune per round is less of a lottery",
     )  # fmt: skip
     p.add_argument(
-        "--strategies", nargs="+", default=list(DEFAULT_STRATEGIES), choices=STRATEGIES + ORACLES,
-        help="strategies to compare (%(default)s); oracle and shift_oracle read the truth: what picking "
-        "could gain at most",
+        "--strategies", nargs="+", choices=STRATEGIES + ORACLES,
+        help=f"strategies to compare ({' '.join(DEFAULT_STRATEGIES)}; tiny: {' '.join(TINY_STRATEGIES)}); "
+        "oracle and shift_oracle read the truth: what picking could gain at most",
     )  # fmt: skip
     p.add_argument("--fit-args", default="", help='further fit arguments for every fit (ablations), e.g. '
                    '"--model.disc_corrupted 0.5"')  # fmt: skip
