@@ -223,7 +223,9 @@ def test_effort_fine_tunes_can_average_their_weights_and_rounds_can_cap_picks_pe
 def test_effort_oracles_rank_by_the_true_error_and_draw_from_the_shifted_cubes(monkeypatch):
     """The benchmark-only baselines: ``oracle`` ranks the pool by the current model's true per-slice Dice
     error (checked against the truth store) and takes its top; ``shift_oracle`` draws from the shifted
-    pool cubes only, which in a pool of shifted cubes alone (``--tiny``) is random's own draw."""
+    pool cubes only, which in a pool of shifted cubes alone (``--tiny``) is random's own draw; the
+    ``random_cubes`` control gives every slice of a cube one value, a different one per cube (an order of
+    the cubes), for the ``cubes`` draw."""
     import numpy as np
 
     from tcupgan.data import CubeStore
@@ -235,7 +237,11 @@ def test_effort_oracles_rank_by_the_true_error_and_draw_from_the_shifted_cubes(m
     def select_and_check(store, budget, **kwargs):
         rows = select_slices(store, budget, **kwargs)
         errors = kwargs.get("ranking")
-        if errors is not None:
+        if kwargs["strategy"] == "random_cubes":
+            assert kwargs["sampling"] == "cubes" and all(np.ptp(order) == 0 for order in errors.values())
+            assert len({float(order[0]) for order in errors.values()}) == len(errors) > 1
+            checked.append("random_cubes")
+        elif errors is not None:
             predicted = CubeStore(store)
             hidden = CubeStore(Path(store).parent / "base" / "truth.zarr")
             for name, error in errors.items():
@@ -247,10 +253,11 @@ def test_effort_oracles_rank_by_the_true_error_and_draw_from_the_shifted_cubes(m
         return rows
 
     monkeypatch.setattr(volunteer_effort, "select_slices", select_and_check)
-    result = volunteer_effort.main(["--tiny", "--strategies", "oracle", "shift_oracle", "random"])
+    strategies = ["oracle", "shift_oracle", "random_cubes", "random"]
+    result = volunteer_effort.main(["--tiny", "--strategies", *strategies])
     res = result["seeds"][0]
-    assert checked == ["oracle"]
-    assert res["sampling"] == {"oracle": "top", "shift_oracle": None, "random": None}
+    assert checked == ["oracle", "random_cubes"]
+    assert res["sampling"] == {"oracle": "top", "shift_oracle": None, "random_cubes": "cubes", "random": None}
     assert res["picks"]["shift_oracle"] == res["picks"]["random"] and len(res["picks"]["oracle"][0]) == 2
     assert {"oracle", "shift_oracle", "random"} <= result["summary"].keys()
 

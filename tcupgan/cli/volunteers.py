@@ -125,13 +125,15 @@ def add_volunteer_commands(sub) -> None:
         "cubes, so the first slices (the ConvLSTM has no memory there yet) do not crowd the picks (none)",
     )  # fmt: skip
     p.add_argument(
-        "--sampling", choices=["top", "softrank"],  # select.SAMPLINGS, tested
+        "--sampling", choices=["top", "softrank", "cubes"],  # select.SAMPLINGS, tested
         help="top: the best-ranked slices; softrank: draw slices with probability 1 / rank, so a round "
-        "mixes the top of the ranking with a spread over the pool (seeded by --seed). Default: softrank "
+        "mixes the top of the ranking with a spread over the pool; cubes: rank cubes by their slices' mean "
+        "score and draw slices at random with probability 1 / their cube's rank (draws seeded by --seed). "
+        "Default: softrank "
         "for the discriminator (its top picks cost volunteers more effort than random's), top otherwise",
     )  # fmt: skip
     p.add_argument("--split", choices=["train", "val", "test"], help="select from the cubes of one split")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random strategy and of softrank draws")
+    p.add_argument("--seed", type=int, default=0, help="seed of random and of the draws")
     p.add_argument("--out", required=True, help="selection CSV to write")
 
     p = add_command(

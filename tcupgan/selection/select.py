@@ -6,7 +6,8 @@ its neighbours show the same structures), distance of the discriminator's featur
 slices' (``novelty``), high predictive entropy (``entropy``), a seeded shuffle (``random``, the baseline)
 or the mean of the novelty and entropy ranks (``hybrid``: uncertain *and* unfamiliar;
 docs/selection-study.md compares them on synthetic data) — then taken from the top of the ranking (or
-drawn from it with probability 1 / rank, ``sampling="softrank"``) greedily under four rules that
+drawn from it with probability 1 / rank, ``sampling="softrank"``, or drawn at random within the cubes
+the ranking puts first, ``sampling="cubes"``) greedily under four rules that
 spread a budget of volunteer effort: slices without content are skipped, slices volunteers already
 corrected (harvested in an earlier round) are never sent again, a cube gives at most ``per_cube`` new
 slices, and slices of one cube are at least ``min_gap`` apart from each other and from its corrected
@@ -40,7 +41,7 @@ __all__ = [
 
 STRATEGIES = ("discriminator", "novelty", "entropy", "random", "hybrid")
 CALIBRATIONS = ("none", "position")
-SAMPLINGS = ("top", "softrank")
+SAMPLINGS = ("top", "softrank", "cubes")
 DEFAULT_SAMPLING = {"discriminator": "softrank"}  # the other strategies: "top" (docs/volunteer-effort.md)
 FIELDS = ("cube", "slice", "realness", "novelty", "entropy", "content", "priority", "rank", "strategy")
 
@@ -128,9 +129,19 @@ def select_slices(
     "Stochastic batch acquisition"). The top of a ranking is made of slices that look alike (neighbours
     share their context mean, one cube's slices share its look) and one noisy verdict decides it; drawing
     keeps most of a round near the top while spreading the rest over the pool as ``random`` does. The
-    ``random`` strategy already draws and ignores it. ``None``: softrank for the discriminator, whose
-    top picks needed more volunteer effort than random's in the effort simulation and its draws less
-    (docs/volunteer-effort.md), top for the other strategies, as they were measured.
+    ``random`` strategy already draws and ignores it.
+
+    ``sampling="cubes"``: rank the *cubes* by their slices' mean priority and draw slices at random, each
+    with probability proportional to 1 / its cube's rank. A slice's own score then only counts through its
+    cube's mean. In the effort simulation random slices of the shifted cubes saved the most volunteer
+    effort, the true worst slices no more than random ones (docs/volunteer-effort.md): what is worth
+    correcting is a spread of the unfamiliar cubes, and a cube's mean is a steadier reading of how
+    unfamiliar it is than any one slice's score (measured there: entropy so drawn needed half random's
+    slices, but so did a random order of the cubes on the two seeds run).
+
+    ``None``: softrank for the discriminator, whose top picks needed more volunteer effort than random's
+    in the effort simulation and its draws less (docs/volunteer-effort.md), top for the other
+    strategies, as they were measured.
 
     ``ranking``: per cube, a priority per slice (higher first) to rank by instead of a strategy's;
     ``strategy`` then only names it in the rows. A simulation that knows the truth ranks by the true
@@ -205,6 +216,8 @@ def select_slices(
     order = np.argsort(-priority, kind="stable")
     if sampling == "softrank":
         order = _softrank_draw(order, np.random.default_rng(seed))
+    elif sampling == "cubes":
+        order = _cube_draw([c.cube for c in candidates], priority, np.random.default_rng(seed))
     chosen: list[dict] = []
     picked = dict.fromkeys(predicted, 0)  # new slices per cube, for per_cube
     for i in order:
@@ -237,6 +250,16 @@ def _softrank_draw(order: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     at once, so the greedy rules that follow (gap, per-cube cap) apply to it unchanged."""
     key = -np.log(np.arange(1, len(order) + 1)) + rng.gumbel(size=len(order))
     return order[np.argsort(-key, kind="stable")]
+
+
+def _cube_draw(cubes: list[str], priority: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Candidate indices as draws without replacement, each with probability proportional to 1 / the rank
+    of its cube's mean priority (rank 1: the highest mean), by the same Gumbel-top-k trick."""
+    _, cube_of = np.unique(np.asarray(cubes), return_inverse=True)
+    means = np.bincount(cube_of, weights=priority) / np.bincount(cube_of)
+    cube_rank = 1 + np.argsort(np.argsort(-means, kind="stable"))
+    key = -np.log(cube_rank[cube_of]) + rng.gumbel(size=len(cubes))
+    return np.argsort(-key, kind="stable")
 
 
 def _context_mean(values: np.ndarray, valid: np.ndarray, size: int) -> np.ndarray:

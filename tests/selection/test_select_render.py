@@ -130,6 +130,25 @@ def test_softrank_draws_slices_with_probability_one_over_rank(tmp_path):
         select_slices(path, 1, sampling="gumbel")
 
 
+def test_cubes_sampling_draws_slices_at_random_within_cubes_by_one_over_the_cubes_rank(tmp_path):
+    """Three cubes of 10 slices whose mean realness is 0.2 < 0.5 < 0.8: the first pick falls in a cube with
+    probability 1 / its rank over 1 + 1/2 + 1/3 (a 55%, b 27%, c 18%), and within a cube on any slice
+    alike, not on the slice its own verdict ranks first."""
+    spread = np.linspace(-0.1, 0.1, 10)
+    realness = {name: (mean + spread).tolist() for name, mean in (("a", 0.2), ("b", 0.5), ("c", 0.8))}
+    path = scored_store(tmp_path / "c.zarr", realness)
+    draw = select_slices(path, 6, min_gap=1, context=1, sampling="cubes", seed=3)
+    assert draw == select_slices(path, 6, min_gap=1, context=1, sampling="cubes", seed=3)
+    firsts = [select_slices(path, 1, min_gap=1, context=1, sampling="cubes", seed=s)[0] for s in range(300)]
+    for cube, expected in (("a", 6 / 11), ("b", 3 / 11), ("c", 2 / 11)):
+        share = np.mean([r["cube"] == cube for r in firsts])  # binomial sd over 300 draws: at most 0.029
+        assert abs(share - expected) < 0.09, (cube, share, expected)
+    in_a = [r["slice"] for r in firsts if r["cube"] == "a"]
+    assert len(set(in_a)) == 10 and np.mean(np.array(in_a) == 0) < 0.3  # slice 0: a's lowest realness
+    top = select_slices(path, 1, min_gap=1, context=1, sampling="top")[0]
+    assert (top["cube"], top["slice"]) == ("a", 0)
+
+
 def test_discriminator_draws_by_softrank_by_default_and_the_other_strategies_take_the_top(scored):
     """The default measured best per strategy: the discriminator's top picks cost volunteers more effort
     than random's in the effort simulation, its softrank draws less; entropy was measured from the top."""

@@ -270,7 +270,12 @@ def _picks(s: dict, strategy: str) -> str:
     earlier results record only the option: absent before softrank (2026-12-04) meant the top for all."""
     recorded = s["seeds"][0].get("sampling") or {}  # a merged seed may hold strategies run before it
     how = recorded.get(strategy, sampling_for(strategy, s["settings"].get("sampling", "top")))
-    return {"top": "the top of its ranking", "softrank": "drawn by softrank", None: "drawn at random"}[how]
+    return {
+        "top": "the top of its ranking",
+        "softrank": "drawn by softrank",
+        "cubes": "drawn within its top cubes",
+        None: "drawn at random",
+    }[how]
 
 
 def _more_rounds(settings: dict) -> str:

@@ -16,6 +16,7 @@ effort is measured rather than assumed to be the whole pool. Prints JSON (each s
 random's, seed by seed, in ``vs_random``); writes a learning-curve figure with ``--figure``. Two baselines
 read the truth, which no project has: ``oracle`` (the slices the current model gets most wrong) and
 ``shift_oracle`` (random slices of the shifted cubes): what picking could save at most in this simulation.
+``random_cubes`` is the control of ``--sampling cubes``: its draws from a random order of the cubes.
 
 The defaults are the setting docs/volunteer-effort.md measured over five seeds, each choice there because a
 simpler one measured noise:
@@ -74,6 +75,9 @@ DEFAULT_STRATEGIES = ("discriminator", "entropy", "hybrid", "random")  # + novel
 TINY_STRATEGIES = ("discriminator", "random")  # --tiny's smoke run, unless --strategies names others
 # What no project can run, only a simulation that holds the truth: how much picking could gain at all.
 ORACLES = ("oracle", "shift_oracle")
+# A control for select's ``cubes`` sampling: its draws gather a round's slices in a few cubes; drawn from a
+# random order of the cubes, what that gathering alone is worth, with no signal behind the order.
+CONTROLS = ("random_cubes",)
 SETTINGS = (
     "quick", "tiny", "shift", "shifted_cubes", "familiar", "rounds", "budget", "base_epochs", "epochs",
     "seeds", "samples", "corrections_share", "average", "fit_args", "max_rounds", "per_cube",
@@ -154,7 +158,8 @@ def one_seed(tmp: Path, seed: int, args: argparse.Namespace) -> dict:
         rng = np.random.default_rng(seed)
         corrected, ckpt = 0, base  # the copied store holds the base model's predictions of the pool
         drawn_as = "random" if strategy == "shift_oracle" else strategy  # pick() draws it as random does
-        result["sampling"][strategy] = sampling = sampling_for(drawn_as, args.sampling)
+        sampling = "cubes" if strategy in CONTROLS else sampling_for(drawn_as, args.sampling)
+        result["sampling"][strategy] = sampling
         curve, shifted, picks = [(0, result["uncorrected_dice"])], [], []
         for r in range(args.max_rounds):  # `tcupgan select`'s own rules: never a corrected slice again, gap 2
             if not another_round(curve, target, r, args.rounds):
@@ -181,7 +186,8 @@ def pick(store: Path, hidden: CubeStore, strategy: str, pool: list[str], shifted
     """A round's picks under `tcupgan select`'s rules. The ``ORACLES`` read the truth: ``oracle`` ranks by
     the current model's true per-slice Dice error (the selection study's oracle, worst first),
     ``shift_oracle`` draws at random from the shifted pool cubes only. What they save against random is
-    the most a ranking by error, or a perfect detector of the shift, could save in this simulation."""
+    the most a ranking by error, or a perfect detector of the shift, could save in this simulation.
+    ``random_cubes`` (``CONTROLS``) ranks the cubes in a seeded random order for the ``cubes`` draw."""
     common = {"per_cube": args.per_cube, "sampling": sampling, "seed": seed}
     if strategy == "shift_oracle":
         return select_slices(store, args.budget, cubes=sorted(shifted_pool), strategy="random", **common)
@@ -191,6 +197,10 @@ def pick(store: Path, hidden: CubeStore, strategy: str, pool: list[str], shifted
         ranking = {
             n: 1 - slice_dice(predicted[n]["prediction"][...] > 0, hidden[n].label[...] > 0) for n in pool
         }
+    if strategy == "random_cubes":
+        predicted = CubeStore(store)
+        cube_order = np.random.default_rng(seed).random(len(pool))
+        ranking = {n: np.full(predicted[n].shape[1], p) for n, p in zip(pool, cube_order, strict=True)}
     return select_slices(
         store, args.budget, cubes=pool, strategy=strategy, calibrate=args.calibrate, ranking=ranking, **common
     )
@@ -417,8 +427,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument(
         "--sampling", choices=SAMPLINGS,
-        help="rounds take the top of each ranking or draw by softrank (select's --sampling; default: "
-        "softrank for the discriminator, top for the others)",
+        help="rounds take the top of each ranking, draw by softrank, or draw within the top-ranked cubes "
+        "(select's --sampling; default: softrank for the discriminator, top for the others)",
     )  # fmt: skip
     p.add_argument("--base-epochs", type=at_least(1), default=8, help="epochs of the base model (8)")
     p.add_argument("--epochs", type=at_least(1), help="fine-tuning epochs per round (12; quick 6)")
@@ -436,9 +446,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "0: off), so one fine-tune per round is less of a lottery",
     )  # fmt: skip
     p.add_argument(
-        "--strategies", nargs="+", choices=STRATEGIES + ORACLES,
+        "--strategies", nargs="+", choices=STRATEGIES + ORACLES + CONTROLS,
         help=f"strategies to compare ({' '.join(DEFAULT_STRATEGIES)}; tiny: {' '.join(TINY_STRATEGIES)}); "
-        "oracle and shift_oracle read the truth: what picking could gain at most",
+        "oracle and shift_oracle read the truth: what picking could gain at most; random_cubes: slices "
+        "drawn as --sampling cubes draws them from a random order of the cubes",
     )  # fmt: skip
     p.add_argument("--fit-args", default="", help='further fit arguments for every fit (ablations), e.g. '
                    '"--model.disc_corrupted 0.5"')  # fmt: skip
