@@ -244,22 +244,26 @@ def select_slices(
     return chosen
 
 
+def _draw_by_inverse_rank(rank: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Indices of ``rank`` as draws without replacement with probability proportional to 1 / rank: the
+    Gumbel-top-k trick, log-probability plus Gumbel noise sorted, draws the whole sequence at once, so the
+    greedy rules that follow (gap, per-cube cap) apply to it unchanged."""
+    key = -np.log(rank) + rng.gumbel(size=len(rank))
+    return np.argsort(-key, kind="stable")
+
+
 def _softrank_draw(order: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """``order`` (best first) reordered as draws without replacement with probability proportional to
-    1 / rank: the Gumbel-top-k trick, log-probability plus Gumbel noise sorted, draws the whole sequence
-    at once, so the greedy rules that follow (gap, per-cube cap) apply to it unchanged."""
-    key = -np.log(np.arange(1, len(order) + 1)) + rng.gumbel(size=len(order))
-    return order[np.argsort(-key, kind="stable")]
+    """``order`` (best first) reordered as draws with probability proportional to 1 / its rank."""
+    return order[_draw_by_inverse_rank(np.arange(1, len(order) + 1), rng)]
 
 
 def _cube_draw(cubes: list[str], priority: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Candidate indices as draws without replacement, each with probability proportional to 1 / the rank
-    of its cube's mean priority (rank 1: the highest mean), by the same Gumbel-top-k trick."""
+    """Candidate indices as draws with probability proportional to 1 / the rank of their cube's mean
+    priority (rank 1: the highest mean)."""
     _, cube_of = np.unique(np.asarray(cubes), return_inverse=True)
     means = np.bincount(cube_of, weights=priority) / np.bincount(cube_of)
     cube_rank = 1 + np.argsort(np.argsort(-means, kind="stable"))
-    key = -np.log(cube_rank[cube_of]) + rng.gumbel(size=len(cubes))
-    return np.argsort(-key, kind="stable")
+    return _draw_by_inverse_rank(cube_rank[cube_of], rng)
 
 
 def _context_mean(values: np.ndarray, valid: np.ndarray, size: int) -> np.ndarray:

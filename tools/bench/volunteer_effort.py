@@ -78,6 +78,8 @@ ORACLES = ("oracle", "shift_oracle")
 # A control for select's ``cubes`` sampling: its draws gather a round's slices in a few cubes; drawn from a
 # random order of the cubes, what that gathering alone is worth, with no signal behind the order.
 CONTROLS = ("random_cubes",)
+# How pick() takes the baselines' picks whatever --sampling says: shift_oracle as random draws (None).
+FIXED_SAMPLING = {"shift_oracle": None, "random_cubes": "cubes"}
 SETTINGS = (
     "quick", "tiny", "shift", "shifted_cubes", "familiar", "rounds", "budget", "base_epochs", "epochs",
     "seeds", "samples", "corrections_share", "average", "fit_args", "max_rounds", "per_cube",
@@ -157,8 +159,8 @@ def one_seed(tmp: Path, seed: int, args: argparse.Namespace) -> dict:
         shutil.copytree(work, store)
         rng = np.random.default_rng(seed)
         corrected, ckpt = 0, base  # the copied store holds the base model's predictions of the pool
-        drawn_as = "random" if strategy == "shift_oracle" else strategy  # pick() draws it as random does
-        sampling = "cubes" if strategy in CONTROLS else sampling_for(drawn_as, args.sampling)
+        fixed = strategy in FIXED_SAMPLING
+        sampling = FIXED_SAMPLING[strategy] if fixed else sampling_for(strategy, args.sampling)
         result["sampling"][strategy] = sampling
         curve, shifted, picks = [(0, result["uncorrected_dice"])], [], []
         for r in range(args.max_rounds):  # `tcupgan select`'s own rules: never a corrected slice again, gap 2
