@@ -194,27 +194,28 @@ def test_effort_refuses_bad_settings_before_any_training(option, message, capsys
 def test_effort_fine_tunes_can_average_their_weights_and_rounds_can_cap_picks_per_cube(monkeypatch):
     """``--average``: every fine-tune gets the TailAveraging callback (a wrong class path or init-arg
     syntax would stop the fit) and the setting is recorded with the results. ``--per-cube``,
-    ``--calibrate`` and ``--sampling`` reach every round's selection (select's own tests check what they
-    do), and each pick is recorded."""
+    ``--calibrate``, ``--sampling`` and ``--draw-seed`` (the seed of round r's draws: draw seed x 100 + r)
+    reach every round's selection (select's own tests check what they do), and each pick is recorded."""
     from tools.bench import volunteer_effort
 
     caps = []
 
     def select_and_note_the_cap(*args, **kwargs):
-        caps.append((kwargs.get("per_cube"), kwargs.get("calibrate"), kwargs.get("sampling")))
+        caps.append(tuple(kwargs.get(k) for k in ("per_cube", "calibrate", "sampling", "seed")))
         return select_slices(*args, **kwargs)
 
     select_slices = volunteer_effort.select_slices
     monkeypatch.setattr(volunteer_effort, "select_slices", select_and_note_the_cap)
-    options = ["--average", "0.5", "--per-cube", "1", "--calibrate", "position", "--sampling", "softrank"]
+    options = ["--average", "0.5", "--per-cube", "1", "--calibrate", "position", "--sampling", "softrank",
+               "--draw-seed", "7"]  # fmt: skip
     result = volunteer_effort.main(["--tiny", *options])
     settings = result["settings"]
     assert settings["average"] == 0.5 and settings["per_cube"] == 1 and settings["calibrate"] == "position"
-    assert settings["sampling"] == "softrank"
+    assert settings["sampling"] == "softrank" and settings["draw_seed"] == 7
     res = result["seeds"][0]
     assert 0 <= res["all_corrected_dice"] <= 1
     # the pool listing, then one round of each --tiny strategy; random has no ranking to draw from
-    assert caps == [(None, None, None), (1, "position", "softrank"), (1, "position", None)]
+    assert caps == [(None,) * 4, (1, "position", "softrank", 700), (1, "position", None, 700)]
     assert res["sampling"] == {"discriminator": "softrank", "random": None}
     for strategy, rounds in res["picks"].items():  # --tiny: one round of two picks from the pool
         assert [len(r) for r in rounds] == [2] and res["shifted_picks"][strategy] == [2]
@@ -310,13 +311,15 @@ def test_effort_merge_pairs_seeds_run_apart_and_refuses_runs_it_cannot_compare(t
 
     other = tmp_path / "other.json"
     other.write_text(json.dumps(run(15, 8, 8, sampling="top")))
+    drawn = tmp_path / "drawn.json"  # a setting older runs did not record differs, even as None
+    drawn.write_text(json.dumps(run(15, 8, 8, draw_seed=None)))
     rebased = run(9, 8, 16)
     rebased["seeds"][0]["base_dice"] = 0.5
     moved = tmp_path / "rebased.json"
     moved.write_text(json.dumps(rebased))
     broken = tmp_path / "broken.json"
     broken.write_text('{"settings": ')
-    refused = [(other, "differs from"), (paths[0], "discriminator, random twice"),
+    refused = [(other, "differs from"), (drawn, "in draw_seed$"), (paths[0], "discriminator, random twice"),
                (moved, "another base model"), (broken, "cannot read")]  # fmt: skip
     for extra, message in refused:
         with pytest.raises(SystemExit, match=message):

@@ -17,6 +17,8 @@ random's, seed by seed, in ``vs_random``); writes a learning-curve figure with `
 read the truth, which no project has: ``oracle`` (the slices the current model gets most wrong) and
 ``shift_oracle`` (random slices of the shifted cubes): what picking could save at most in this simulation.
 ``random_cubes`` is the control of ``--sampling cubes``: its draws from a random order of the cubes.
+Random's effort on a seed is one draw of its slices; ``--draw-seed`` draws them again on the same base
+model, pool and volunteers, to tell a strategy's lead from the luck of random's one draw.
 
 The defaults are the setting docs/volunteer-effort.md measured over five seeds, each choice there because a
 simpler one measured noise:
@@ -45,6 +47,8 @@ seed with 12 epochs: 23).
     python -m tools.bench.volunteer_effort --merge seed*.json --figure all.png   # seeds run apart, as one
     python -m tools.bench.volunteer_effort --quick --epochs 12 --rounds 5 --max-rounds 12 --seeds 0 \\
         --strategies oracle shift_oracle     # the ceilings of selection
+    python -m tools.bench.volunteer_effort --quick --epochs 12 --rounds 5 --max-rounds 12 --seeds 0 \\
+        --strategies random --draw-seed 100  # random's picks drawn again
 """
 
 from __future__ import annotations
@@ -83,7 +87,7 @@ FIXED_SAMPLING = {"shift_oracle": None, "random_cubes": "cubes"}
 SETTINGS = (
     "quick", "tiny", "shift", "shifted_cubes", "familiar", "rounds", "budget", "base_epochs", "epochs",
     "seeds", "samples", "corrections_share", "average", "fit_args", "max_rounds", "per_cube",
-    "calibrate", "sampling",
+    "calibrate", "sampling", "draw_seed",
 )  # fmt: skip
 
 
@@ -168,7 +172,8 @@ def one_seed(tmp: Path, seed: int, args: argparse.Namespace) -> dict:
                 break
             if r:  # the pool as the last fine-tune sees it
                 predict_store(ckpt, store, cubes=pool, overwrite=True)
-            rows = pick(store, hidden, strategy, pool, shifted_pool, args, sampling, seed * 100 + r)
+            draws = seed if args.draw_seed is None else args.draw_seed
+            rows = pick(store, hidden, strategy, pool, shifted_pool, args, sampling, draws * 100 + r)
             correct(store, truth, [(x["cube"], x["slice"]) for x in rows], rng)
             corrected += len(rows)
             shifted.append(sum(x["cube"] in shifted_pool for x in rows))
@@ -287,9 +292,9 @@ def merge(paths: Sequence[str]) -> dict:
     settings = [{k: v for k, v in r["settings"].items() if k != "seeds"} for r in runs]
     for path, other in zip(paths[1:], settings[1:], strict=True):
         if other != settings[0]:
-            differ = sorted(
-                k for k in other.keys() | settings[0].keys() if other.get(k) != settings[0].get(k)
-            )
+            first = settings[0]  # a setting only one of them records differs too
+            differ = sorted(other.keys() ^ first.keys() | {k for k in other.keys() & first.keys()
+                                                           if other[k] != first[k]})  # fmt: skip
             raise SystemExit(f"--merge: {path} differs from {paths[0]} in {', '.join(differ)}")
     seeds: dict[int, dict] = {}
     for path, run in zip(paths, runs, strict=True):
@@ -431,6 +436,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--sampling", choices=SAMPLINGS,
         help="rounds take the top of each ranking, draw by softrank, or draw within the top-ranked cubes "
         "(select's --sampling; default: softrank for the discriminator, top for the others)",
+    )  # fmt: skip
+    p.add_argument(
+        "--draw-seed", type=int,
+        help="seed of the rounds' random draws (default: each seed itself); base model, pool and volunteers "
+        "stay the seed's: rerun random with others to see how much of its effort is one draw's luck",
     )  # fmt: skip
     p.add_argument("--base-epochs", type=at_least(1), default=8, help="epochs of the base model (8)")
     p.add_argument("--epochs", type=at_least(1), help="fine-tuning epochs per round (12; quick 6)")
