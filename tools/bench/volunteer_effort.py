@@ -158,6 +158,7 @@ def one_seed(tmp: Path, seed: int, args: argparse.Namespace) -> dict:
     shifted_pool = {name for name in pool if synthetic_shift(hidden[name]) > 0}
     # then the corrections were not needed at all: training longer without them reached the target
     result["uncorrected_reaches_target"] = result["uncorrected_dice"] >= target
+    draws = seed if args.draw_seed is None else args.draw_seed  # round r's picks are seeded draws x 100 + r
     for strategy in args.strategies:
         store = tmp / f"{strategy}.zarr"
         shutil.copytree(work, store)
@@ -172,7 +173,6 @@ def one_seed(tmp: Path, seed: int, args: argparse.Namespace) -> dict:
                 break
             if r:  # the pool as the last fine-tune sees it
                 predict_store(ckpt, store, cubes=pool, overwrite=True)
-            draws = seed if args.draw_seed is None else args.draw_seed
             rows = pick(store, hidden, strategy, pool, shifted_pool, args, sampling, draws * 100 + r)
             correct(store, truth, [(x["cube"], x["slice"]) for x in rows], rng)
             corrected += len(rows)
