@@ -139,7 +139,7 @@ def _figure(rankings, wrong, scores, dice_error, shifted, path: Path, result: di
     left.legend()
     keys = sorted(wrong)
     colour = ["tab:red" if shifted[k] else "tab:blue" for k in keys]
-    labels = {"realness": "discriminator realness", "novelty": "novelty (distance of its features)"}
+    labels = {"realness": "discriminator realness", "novelty": "novelty (its first layer on the image)"}
     for ax, (name, score) in zip(right, scores.items(), strict=True):
         ax.scatter([score[k] for k in keys], [dice_error[k] for k in keys], s=6, c=colour, alpha=0.6)
         rho = result[f"spearman_{name}_vs_dice_error"]

@@ -105,8 +105,9 @@ def add_volunteer_commands(sub) -> None:
     p.add_argument("--budget", type=int, required=True, help="number of slices to select")
     p.add_argument(
         "--strategy", default="discriminator",  # checked by select_slices: importing it here is slow
-        help="discriminator (default): low realness first; novelty: the discriminator's features farthest "
-        "from the training slices'; entropy; random (the baseline); hybrid: novelty and entropy ranks",
+        help="discriminator (default): low realness first; novelty: images farthest from the "
+        "training slices' (the discriminator's first layer); entropy; random (the baseline); hybrid: "
+        "novelty and entropy ranks",
     )  # fmt: skip
     p.add_argument("--per-cube", type=int, help="at most this many slices per cube")
     p.add_argument(

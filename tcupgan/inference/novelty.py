@@ -1,23 +1,26 @@
-"""Slice novelty: how far a (slice, predicted mask) pair lies from the training slices, in the space of
-the discriminator's own features.
+"""Slice novelty: how far a slice's image lies from the labelled training slices', as the
+discriminator's first layer sees it.
 
-Why not the discriminator's realness alone: trained to tell true masks from the generator's *on the
-training domain*, its score on an unfamiliar slice says little (docs/selection-study.md measures it), while
-the features it computes on the way still describe image and mask together. Per slice they are pooled
-to the mean and standard deviation of each channel over the plane, and compared with the same vectors of
-the labelled training slices (image with its true mask, the pairs it learnt as real) by Mahalanobis
-distance: the usual out-of-distribution score over a network's features. Large = unlike anything it was
-trained on = worth a volunteer's time.
+Why not the discriminator's realness: trained to tell true masks from the generator's *on the training
+domain*, its verdict on an unfamiliar slice says little (docs/selection-study.md measures it). Why its
+first convolution and not its deeper features: every later block normalises each slice's channels (the
+default instance norm), which removes exactly the brightness, contrast, blur and noise in which a new
+imaging domain differs; pooled statistics of the last block (this score until 2026-12-05) told the
+effort benchmark's shifted pool cubes from the familiar ones no better than chance, the first
+convolution's tell them apart almost perfectly (docs/volunteer-effort.md). Per slice its responses to
+the image are pooled to the mean and standard deviation of each channel over the plane and compared with
+the same vectors of the labelled training slices by Mahalanobis distance, the usual out-of-distribution
+score over a network's features. Large = unlike anything the model was trained on = worth a volunteer's
+time.
 
 Both sides are computed the same way, on whole planes a slab of slices at a time: features of predict's
-blocks would differ from whole-plane ones (per-slice normalisation over another extent, borders), and
-the distance would measure the blocking instead of the slice.
+blocks would differ from whole-plane ones at their borders, and the distance would measure the blocking
+instead of the slice.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,12 +28,17 @@ import numpy as np
 import torch
 
 from tcupgan.data.store import CubeStore
-from tcupgan.data.transforms import label_to_target, normalise
+from tcupgan.data.transforms import normalise
 
-__all__ = ["FeatureReference", "fit_reference", "reference_cubes", "slice_novelty", "slice_features"]
+__all__ = [
+    "FEATURES", "FeatureReference", "fit_reference", "reference_cubes", "slice_novelty", "slice_features",
+]  # fmt: skip
 
 log = logging.getLogger(__name__)
 SLAB_VOXELS = 1 << 22  # per channel: 16 slices of 512 x 512 at a time
+# Named in every reference's source, which predict records with its scores: a store whose novelty was
+# measured on other features (the last block's, until 2026-12-05) is predicted again, not mixed.
+FEATURES = "first-layer"
 
 
 @dataclass
@@ -49,12 +57,10 @@ class FeatureReference:
 
 
 @torch.no_grad()
-def slice_features(
-    model, store: CubeStore, name: str, mask: Callable[[slice], np.ndarray], slices: np.ndarray | None = None
-) -> np.ndarray:
-    """Pooled discriminator features (len(slices), 2C) of a cube's slices (default all) with ``mask(zs)``
-    giving the (K, d, H, W) mask of slab ``zs``; whole planes, a slab at a time (memory stays a slab;
-    with ``depth_kernel`` 1 each slice is scored alone, so slabs change nothing)."""
+def slice_features(model, store: CubeStore, name: str, slices: np.ndarray | None = None) -> np.ndarray:
+    """Pooled first-layer responses (len(slices), 2C) of a cube's slices (default all): whole planes, a
+    slab at a time (memory stays a slab; with ``depth_kernel`` 1 each slice is seen alone, so slabs change
+    nothing)."""
     cube = store[name]
     depth, height, width = cube.shape[1:]
     slices = np.arange(depth) if slices is None else np.asarray(slices)
@@ -66,10 +72,9 @@ def slice_features(
         wanted = np.nonzero((slices >= z0) & (slices < z0 + step))[0]
         if not len(wanted):
             continue
-        zs = slice(z0, min(z0 + step, depth))
-        image = torch.from_numpy(normalise(cube.image[:, zs], cube.attrs))[None].to(device)
-        features = disc.features(image, torch.from_numpy(mask(zs)).float()[None].to(device))[0].float()
-        stats = torch.cat([features.mean(dim=(2, 3)), features.std(dim=(2, 3))]).T.cpu().numpy()
+        image = torch.from_numpy(normalise(cube.image[:, z0 : z0 + step], cube.attrs))[None].to(device)
+        responses = disc.image_responses(image)[0].float()
+        stats = torch.cat([responses.mean(dim=(2, 3)), responses.std(dim=(2, 3))]).T.cpu().numpy()
         if pooled.shape[1] == 0:
             pooled = np.zeros((len(slices), stats.shape[1]))
         pooled[wanted] = stats[slices[wanted] - z0]
@@ -98,7 +103,7 @@ def fit_reference(
     shrinkage: float = 1e-3,
     source: str | None = None,
 ) -> FeatureReference | None:
-    """The labelled ``split`` cubes' slices with content, image with true mask, as the reference.
+    """The labelled ``split`` cubes' slices with content as the reference: what the model learnt from.
 
     At most ``max_cubes`` cubes (:func:`reference_cubes`) and ``max_slices`` slices spread over them,
     so a large training set costs no more than that. The covariance is shrunk towards its mean variance
@@ -114,29 +119,19 @@ def fit_reference(
     per_cube = max(1, max_slices // len(names))
     vectors = []
     for name in names:
-        cube = store[name]
         keep = _evenly_spaced(np.nonzero(content_fraction(store, name) >= min_content)[0], per_cube)
         if len(keep):
-
-            def truth(zs: slice, cube=cube) -> np.ndarray:
-                return label_to_target(cube.label[zs], store.task, len(store.class_names))
-
-            vectors.append(slice_features(model, store, name, truth, keep))
+            vectors.append(slice_features(model, store, name, keep))
     if sum(len(v) for v in vectors) < 2:
         return None
     x = np.concatenate(vectors)
     cov = np.atleast_2d(np.cov(x, rowvar=False))
     cov += np.eye(len(cov)) * shrinkage * max(np.trace(cov) / len(cov), 1e-12)
     log.info("novelty reference: %d %s slices of %d cubes in %s", len(x), split, len(names), store_path)
-    source = source or f"{Path(store_path).resolve()}:{split}:{len(names)} cubes"
+    source = source or f"{Path(store_path).resolve()}:{split}:{len(names)} cubes:{FEATURES}"
     return FeatureReference(x.mean(axis=0), np.linalg.pinv(cov), len(x), source)
 
 
 def slice_novelty(model, store: CubeStore, name: str, reference: FeatureReference) -> np.ndarray:
-    """(D,) float32 distances of a predicted cube's slices, image with its stored probabilities."""
-    probability = store[name]["probability"]
-
-    def predicted(zs: slice) -> np.ndarray:
-        return probability[:, zs].astype(np.float32) / 255
-
-    return reference.distance(slice_features(model, store, name, predicted)).astype(np.float32)
+    """(D,) float32 distances of a cube's slices from the reference."""
+    return reference.distance(slice_features(model, store, name)).astype(np.float32)

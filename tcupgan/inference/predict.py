@@ -11,8 +11,8 @@ Per cube it writes, each atomically:
     → labels 1/2/3, multilabel bit flags);
   * ``slice_scores`` float32 (D,): the discriminator's realness of (image, predicted mask) per slice;
   * ``slice_entropy`` float32 (D,): mean binary predictive entropy per slice (bits);
-  * ``slice_novelty`` float32 (D,): distance of the slice's discriminator features (image with the stored
-    probabilities) from the labelled training slices' (:mod:`tcupgan.inference.novelty`), when there are
+  * ``slice_novelty`` float32 (D,): distance of the slice's image, as the discriminator's first convolution
+    sees it, from the labelled training slices' (:mod:`tcupgan.inference.novelty`), when there are
     labelled training cubes.
 The arrays record the checkpoint's fingerprint and the settings; a cube already predicted by the same
 checkpoint with the same settings is skipped, so an interrupted run resumes where it stopped.
@@ -38,7 +38,13 @@ from tqdm.auto import tqdm
 from tcupgan.data.store import CubeStore
 from tcupgan.data.transforms import normalise
 from tcupgan.errors import InputError, StoreError
-from tcupgan.inference.novelty import FeatureReference, fit_reference, reference_cubes, slice_novelty
+from tcupgan.inference.novelty import (
+    FEATURES,
+    FeatureReference,
+    fit_reference,
+    reference_cubes,
+    slice_novelty,
+)
 
 __all__ = [
     "PredictReport",
@@ -307,7 +313,7 @@ def predict_store(
     reference_path = reference or store_path
     train_cubes = reference_cubes(reference_path)
     where = "this store" if reference is None else Path(reference).resolve()
-    source = f"{where}:train:{len(train_cubes)} cubes" if train_cubes else ""
+    source = f"{where}:train:{len(train_cubes)} cubes:{FEATURES}" if train_cubes else ""
     if not source:
         log.warning(
             "no labelled train-split cubes in %s: slice_novelty is left out (`tcupgan select --strategy "

@@ -71,17 +71,26 @@ class PatchDiscriminator(nn.Module):
 
     def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """image (B, C, D, H, W), mask (B, K, D, H, W) in [0, 1] → patch logits (B, 1, D, h, w)."""
-        return self.net[-1](self.features(image, mask))
+        return self.net(self._pair(image, mask))
 
-    def features(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """The last block's activations (B, C, D, h, w), before the 1-channel head: what the discriminator
-        has learnt to see in (image, mask) pairs; selection measures how far a slice's lie from training's."""
+    def image_responses(self, image: torch.Tensor) -> torch.Tensor:
+        """The first convolution's responses (B, C, D, h, w) to the image alone (an empty mask).
+
+        The one place where the discriminator still sees a slice's brightness, contrast, blur and noise:
+        every later block normalises each slice's channels (``norm="instance"``, the default), and its
+        verdict is about the mask. A new
+        imaging domain lives in exactly those statistics, so novelty (:mod:`tcupgan.inference.novelty`)
+        is measured here."""
+        empty = image.new_zeros((image.shape[0], self.mask_channels, *image.shape[2:]))
+        return self.net[0](self._pair(image, empty))
+
+    def _pair(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if image.shape[1] != self.image_channels or mask.shape[1] != self.mask_channels:
             raise ValueError(
                 f"expected image with {self.image_channels} and mask with {self.mask_channels} channels, "
                 f"got {tuple(image.shape)} and {tuple(mask.shape)}"
             )
-        return self.net[:-1](torch.cat([image, mask], dim=1))
+        return torch.cat([image, mask], dim=1)
 
     def slice_scores(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Realness per slice, (B, D) in [0, 1]: the mean patch probability of each slice."""

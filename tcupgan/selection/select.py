@@ -2,16 +2,16 @@
 
 Slices are ranked by how poorly generalised they look — low discriminator realness first
 (``discriminator``; averaged over a few neighbouring slices, because one slice's verdict is noisy while
-its neighbours show the same structures), distance of the discriminator's features from the training
-slices' (``novelty``), high predictive entropy (``entropy``), a seeded shuffle (``random``, the baseline)
-or the mean of the novelty and entropy ranks (``hybrid``: uncertain *and* unfamiliar;
-docs/selection-study.md compares them on synthetic data) — then taken from the top of the ranking (or
-drawn from it with probability 1 / rank, ``sampling="softrank"``, or drawn at random within the cubes
-the ranking puts first, ``sampling="cubes"``) greedily under four rules that
-spread a budget of volunteer effort: slices without content are skipped, slices volunteers already
-corrected (harvested in an earlier round) are never sent again, a cube gives at most ``per_cube`` new
-slices, and slices of one cube are at least ``min_gap`` apart from each other and from its corrected
-slices (neighbouring slices look alike).
+its neighbours show the same structures), distance of a slice's image from the training slices' as the
+discriminator's first convolution sees it (``novelty``), high predictive entropy (``entropy``), a seeded
+shuffle (``random``, the baseline) or the mean of the novelty and entropy ranks (``hybrid``: uncertain
+*and* unfamiliar; docs/selection-study.md compares them on synthetic data) — then taken from the top
+of the ranking (or drawn from it with probability 1 / rank, ``sampling="softrank"``, or drawn at random
+within the cubes the ranking puts first, ``sampling="cubes"``) greedily under four rules that spread a
+budget of volunteer effort: slices without content are skipped, slices volunteers already corrected
+(harvested in an earlier round) are never sent again, a cube gives at most ``per_cube`` new slices, and
+slices of one cube are at least ``min_gap`` apart from each other and from its corrected slices
+(neighbouring slices look alike).
 """
 
 from __future__ import annotations
