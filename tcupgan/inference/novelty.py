@@ -31,13 +31,14 @@ from tcupgan.data.store import CubeStore
 from tcupgan.data.transforms import normalise
 
 __all__ = [
-    "FEATURES", "FeatureReference", "fit_reference", "reference_cubes", "slice_novelty", "slice_features",
+    "FeatureReference", "fit_reference", "reference_cubes", "reference_source", "slice_novelty",
+    "slice_features",
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
 SLAB_VOXELS = 1 << 22  # per channel: 16 slices of 512 x 512 at a time
-# Named in every reference's source, which predict records with its scores: a store whose novelty was
-# measured on other features (the last block's, until 2026-12-05) is predicted again, not mixed.
+# Named in every reference's source (reference_source), which predict records with its scores: a store
+# whose novelty was measured on other features (the last block's, until 2026-12-05) is predicted again.
 FEATURES = "first-layer"
 
 
@@ -86,6 +87,12 @@ def _evenly_spaced(items, most: int):
     return items[:: -(-len(items) // most)] if len(items) else items
 
 
+def reference_source(where: str | Path, split: str, cubes: int) -> str:
+    """How a reference is named in predict's settings: its store, split, cube count and features, so a
+    store whose novelty came from another reference, or from other features, is predicted again."""
+    return f"{where}:{split}:{cubes} cubes:{FEATURES}"
+
+
 def reference_cubes(store_path: str | Path, split: str = "train", max_cubes: int = 32) -> list[str]:
     """The labelled ``split`` cubes a reference is fitted on: at most ``max_cubes``, evenly spaced."""
     store = CubeStore(store_path)
@@ -128,7 +135,7 @@ def fit_reference(
     cov = np.atleast_2d(np.cov(x, rowvar=False))
     cov += np.eye(len(cov)) * shrinkage * max(np.trace(cov) / len(cov), 1e-12)
     log.info("novelty reference: %d %s slices of %d cubes in %s", len(x), split, len(names), store_path)
-    source = source or f"{Path(store_path).resolve()}:{split}:{len(names)} cubes:{FEATURES}"
+    source = source or reference_source(Path(store_path).resolve(), split, len(names))
     return FeatureReference(x.mean(axis=0), np.linalg.pinv(cov), len(x), source)
 
 

@@ -39,10 +39,10 @@ from tcupgan.data.store import CubeStore
 from tcupgan.data.transforms import normalise
 from tcupgan.errors import InputError, StoreError
 from tcupgan.inference.novelty import (
-    FEATURES,
     FeatureReference,
     fit_reference,
     reference_cubes,
+    reference_source,
     slice_novelty,
 )
 
@@ -313,7 +313,7 @@ def predict_store(
     reference_path = reference or store_path
     train_cubes = reference_cubes(reference_path)
     where = "this store" if reference is None else Path(reference).resolve()
-    source = f"{where}:train:{len(train_cubes)} cubes:{FEATURES}" if train_cubes else ""
+    source = reference_source(where, "train", len(train_cubes)) if train_cubes else ""
     if not source:
         log.warning(
             "no labelled train-split cubes in %s: slice_novelty is left out (`tcupgan select --strategy "

@@ -78,9 +78,8 @@ class PatchDiscriminator(nn.Module):
 
         The one place where the discriminator still sees a slice's brightness, contrast, blur and noise:
         every later block normalises each slice's channels (``norm="instance"``, the default), and its
-        verdict is about the mask. A new
-        imaging domain lives in exactly those statistics, so novelty (:mod:`tcupgan.inference.novelty`)
-        is measured here."""
+        verdict is about the mask. A new imaging domain lives in exactly those statistics, so novelty
+        (:mod:`tcupgan.inference.novelty`) is measured here."""
         empty = image.new_zeros((image.shape[0], self.mask_channels, *image.shape[2:]))
         return self.net[0](self._pair(image, empty))
 
