@@ -126,6 +126,13 @@ def test_effort_summary_counts_effort_and_the_share_of_the_correction_gain():
     )
     assert abs(out["discriminator"]["gain_share_mean"] - 0.875) < 1e-9  # (0.35 / 0.4 + 0.35 / 0.4) / 2
     assert abs(out["random"]["gain_share_mean"] - 0.725) < 1e-9  # (0.2 / 0.4 + 0.38 / 0.4) / 2
+    # random drawn twice (--random-draws 2): every strategy is paired with the mean of the draws
+    twice = seed(0.4, {**curves, "random#2": [(0, 0.4), (8, 0.77)]}, {"discriminator": None, "random": 16,
+                                                                     "random#2": 8})  # fmt: skip
+    out = summarise([twice], ["discriminator", "random", "random#2"])
+    assert out["random_draws"] == 2 and out["discriminator"]["vs_random"]["slices_mean"] == 40 - 12
+    assert abs(out["discriminator"]["minus_random"] + 0.7) < 1e-9  # random's reductions 0.6 and 0.8
+    assert out["random"]["vs_random"]["slices_mean"] == 4 and out["random#2"]["vs_random"]["more"] == 0
     # rounds past --rounds (a strategy going on to its target) count for effort, not for the gain share
     measured["curves"]["discriminator"].append((24, 0.77))
     measured["effort"]["discriminator"] = 24
@@ -195,7 +202,8 @@ def test_effort_fine_tunes_can_average_their_weights_and_rounds_can_cap_picks_pe
     """``--average``: every fine-tune gets the TailAveraging callback (a wrong class path or init-arg
     syntax would stop the fit) and the setting is recorded with the results. ``--per-cube``,
     ``--calibrate``, ``--sampling`` and ``--draw-seed`` (the seed of round r's draws: draw seed x 100 + r)
-    reach every round's selection (select's own tests check what they do), and each pick is recorded."""
+    reach every round's selection (select's own tests check what they do), and each pick is recorded.
+    ``--random-draws 2`` draws random again, with draw seed + 100, as ``random#2``."""
     from tools.bench import volunteer_effort
 
     caps = []
@@ -207,16 +215,18 @@ def test_effort_fine_tunes_can_average_their_weights_and_rounds_can_cap_picks_pe
     select_slices = volunteer_effort.select_slices
     monkeypatch.setattr(volunteer_effort, "select_slices", select_and_note_the_cap)
     options = ["--average", "0.5", "--per-cube", "1", "--calibrate", "position", "--sampling", "softrank",
-               "--draw-seed", "7"]  # fmt: skip
+               "--draw-seed", "7", "--random-draws", "2"]  # fmt: skip
     result = volunteer_effort.main(["--tiny", *options])
     settings = result["settings"]
     assert settings["average"] == 0.5 and settings["per_cube"] == 1 and settings["calibrate"] == "position"
-    assert settings["sampling"] == "softrank" and settings["draw_seed"] == 7
+    assert settings["sampling"] == "softrank" and settings["draw_seed"] == 7 and settings["random_draws"] == 2
     res = result["seeds"][0]
     assert 0 <= res["all_corrected_dice"] <= 1
     # the pool listing, then one round of each --tiny strategy; random has no ranking to draw from
-    assert caps == [(None,) * 4, (1, "position", "softrank", 700), (1, "position", None, 700)]
-    assert res["sampling"] == {"discriminator": "softrank", "random": None}
+    draw = (1, "position", None)
+    assert caps == [(None,) * 4, (1, "position", "softrank", 700), (*draw, 700), (*draw, 10700)]
+    assert res["sampling"] == {"discriminator": "softrank", "random": None, "random#2": None}
+    assert res["picks"]["random#2"] != res["picks"]["random"] and "random#2" in result["summary"]
     for strategy, rounds in res["picks"].items():  # --tiny: one round of two picks from the pool
         assert [len(r) for r in rounds] == [2] and res["shifted_picks"][strategy] == [2]
 

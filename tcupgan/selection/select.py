@@ -42,7 +42,8 @@ __all__ = [
 STRATEGIES = ("discriminator", "novelty", "entropy", "random", "hybrid")
 CALIBRATIONS = ("none", "position")
 SAMPLINGS = ("top", "softrank", "cubes")
-DEFAULT_SAMPLING = {"discriminator": "softrank"}  # the other strategies: "top" (docs/volunteer-effort.md)
+# the other strategies take the top; why each default: docs/volunteer-effort.md
+DEFAULT_SAMPLING = {"discriminator": "softrank", "novelty": "cubes"}
 FIELDS = ("cube", "slice", "realness", "novelty", "entropy", "content", "priority", "rank", "strategy")
 
 
@@ -136,12 +137,13 @@ def select_slices(
     cube's mean. In the effort simulation random slices of the shifted cubes saved the most volunteer
     effort, the true worst slices no more than random ones (docs/volunteer-effort.md): what is worth
     correcting is a spread of the unfamiliar cubes, and a cube's mean is a steadier reading of how
-    unfamiliar it is than any one slice's score (measured there: entropy so drawn needed half random's
-    slices, but so did a random order of the cubes on the two seeds run).
+    unfamiliar it is than any one slice's score (measured there: novelty and entropy so drawn needed
+    half of random's slices, a random order of the cubes two thirds).
 
     ``None``: softrank for the discriminator, whose top picks needed more volunteer effort than random's
-    in the effort simulation and its draws less (docs/volunteer-effort.md), top for the other
-    strategies, as they were measured.
+    in the effort simulation and its draws as much (docs/volunteer-effort.md); cubes for novelty, which
+    so drawn needed fewer slices than random's mean of two draws on nine seeds of nine there, three of
+    them fresh; top for the other strategies, as they were measured.
 
     ``ranking``: per cube, a priority per slice (higher first) to rank by instead of a strategy's;
     ``strategy`` then only names it in the rows. A simulation that knows the truth ranks by the true

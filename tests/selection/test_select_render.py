@@ -158,7 +158,8 @@ def test_discriminator_draws_by_softrank_by_default_and_the_other_strategies_tak
         assert default == select_slices(scored, 4, min_gap=1, seed=seed, sampling="softrank") != top
     entropy = select_slices(scored, 4, strategy="entropy", min_gap=1, seed=1)
     assert entropy == select_slices(scored, 4, strategy="entropy", min_gap=1, seed=1, sampling="top")
-    assert [sampling_for(s) for s in ("discriminator", "entropy", "random")] == ["softrank", "top", None]
+    defaults = [sampling_for(s) for s in ("discriminator", "novelty", "entropy", "random")]
+    assert defaults == ["softrank", "cubes", "top", None]
     assert sampling_for("entropy", "softrank") == "softrank" and sampling_for("random", "top") is None
     with pytest.raises(InputError, match="sampling"):
         sampling_for("random", "gumbel")  # a typo is refused whatever the strategy
@@ -209,7 +210,7 @@ def test_novelty_picks_the_farthest_slices_and_needs_a_fresh_novelty_array(score
     for name, novelty in (("a", [1, 9, 2, 3, 8, 1]), ("b", [99, 4, 7, 1, 1, 1])):
         store.write_array(name, "slice_scores", store[name]["slice_scores"][...], attrs=c1, overwrite=True)
         store.write_array(name, "slice_novelty", np.array(novelty, np.float32), attrs=c1)
-    rows = select_slices(scored, 3, strategy="novelty", min_gap=2)
+    rows = select_slices(scored, 3, strategy="novelty", min_gap=2, sampling="top")
     assert [(r["cube"], r["slice"]) for r in rows] == [("a", 1), ("a", 4), ("b", 2)]  # b/0 is empty
     assert [r["novelty"] for r in rows] == [9, 8, 7]
     # hybrid: mean of the novelty and entropy ranks. b/2 and a/2 are high in both (novelty 7 and 2, entropy

@@ -265,6 +265,11 @@ def _vs_random(row: dict, strategy: str, spread: bool) -> str:
     )
 
 
+def _random_header(summary: dict) -> str:
+    draws = summary.get("random_draws", 1)  # absent from results before 2026-12-05 (one draw)
+    return f"vs random (the mean of its {draws} draws)" if draws > 1 else "vs random"
+
+
 def _picks(s: dict, strategy: str) -> str:
     """How the strategy's rounds took its ranking, as the run recorded it (results since 2026-12-04, late);
     earlier results record only the option: absent before softrank (2026-12-04) meant the top for all."""
@@ -306,7 +311,7 @@ def _effort(s: dict) -> list[str]:
         *_header(
             "strategy",
             "effort reduction (mean ± sd)" if spread else "effort reduction",
-            "vs random",
+            _random_header(s["summary"]),
             "seeds not reaching the target",
             f"share of the correction gain, mean of rounds{' (± sd)' if spread else ''}",
             "picks from shifted cubes",

@@ -18,7 +18,8 @@ read the truth, which no project has: ``oracle`` (the slices the current model g
 ``shift_oracle`` (random slices of the shifted cubes): what picking could save at most in this simulation.
 ``random_cubes`` is the control of ``--sampling cubes``: its draws from a random order of the cubes.
 Random's effort on a seed is one draw of its slices; ``--draw-seed`` draws them again on the same base
-model, pool and volunteers, to tell a strategy's lead from the luck of random's one draw.
+model, pool and volunteers, and ``--random-draws K`` draws them K times in one run (``random#2`` ...) and
+pairs every strategy with their mean, to tell a strategy's lead from the luck of random's one draw.
 
 The defaults are the setting docs/volunteer-effort.md measured over five seeds, each choice there because a
 simpler one measured noise:
@@ -37,8 +38,8 @@ simpler one measured noise:
 
 A seed of that setting is 22 fine-tunes of 12 epochs (more where a strategy goes on past five rounds),
 40-85 s each on 2 CPU cores (the machines we measured on differ twofold): 16-30 minutes. ``--quick``
-runs one seed of three rounds with fine-tunes of 6 epochs: 13 minutes on the slower machine (the same
-seed with 12 epochs: 23).
+runs one seed of three rounds with fine-tunes of 6 epochs: 13 minutes for the five default strategies
+on the faster machine (the same seed with 12 epochs and four strategies: 23 on the slower one).
 
     python -m tools.bench.volunteer_effort --quick     # seed 0, 3 rounds, 6-epoch fine-tunes
     python -m tools.bench.volunteer_effort --quick --epochs 12 --rounds 5 --max-rounds 12 --seeds 0 1 2 3 4
@@ -49,6 +50,8 @@ seed with 12 epochs: 23).
         --strategies oracle shift_oracle     # the ceilings of selection
     python -m tools.bench.volunteer_effort --quick --epochs 12 --rounds 5 --max-rounds 12 --seeds 0 \\
         --strategies random --draw-seed 100  # random's picks drawn again
+    python -m tools.bench.volunteer_effort --quick --epochs 12 --rounds 5 --max-rounds 12 --seeds 12 \\
+        --strategies novelty random --random-draws 2   # against the mean of random's two draws
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ import shlex
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -75,7 +78,7 @@ from tcupgan.zooniverse.harvest import default_tool_values, write_corrections
 from tcupgan.zooniverse.volunteers import simulate_consensus
 from tools.bench.common import at_least, bench_cli, crop_share, share
 
-DEFAULT_STRATEGIES = ("discriminator", "entropy", "hybrid", "random")  # + novelty by --strategies
+DEFAULT_STRATEGIES = ("discriminator", "novelty", "entropy", "hybrid", "random")
 TINY_STRATEGIES = ("discriminator", "random")  # --tiny's smoke run, unless --strategies names others
 # What no project can run, only a simulation that holds the truth: how much picking could gain at all.
 ORACLES = ("oracle", "shift_oracle")
@@ -87,7 +90,7 @@ FIXED_SAMPLING = {"shift_oracle": None, "random_cubes": "cubes"}
 SETTINGS = (
     "quick", "tiny", "shift", "shifted_cubes", "familiar", "rounds", "budget", "base_epochs", "epochs",
     "seeds", "samples", "corrections_share", "average", "fit_args", "max_rounds", "per_cube",
-    "calibrate", "sampling", "draw_seed",
+    "calibrate", "sampling", "draw_seed", "random_draws",
 )  # fmt: skip
 
 
@@ -158,15 +161,15 @@ def one_seed(tmp: Path, seed: int, args: argparse.Namespace) -> dict:
     shifted_pool = {name for name in pool if synthetic_shift(hidden[name]) > 0}
     # then the corrections were not needed at all: training longer without them reached the target
     result["uncorrected_reaches_target"] = result["uncorrected_dice"] >= target
-    draws = seed if args.draw_seed is None else args.draw_seed  # round r's picks are seeded draws x 100 + r
-    for strategy in args.strategies:
-        store = tmp / f"{strategy}.zarr"
+    first_draw = seed if args.draw_seed is None else args.draw_seed
+    for name, strategy, draws in strategy_runs(args.strategies, args.random_draws, first_draw):
+        store = tmp / f"{name.replace('#', '-')}.zarr"
         shutil.copytree(work, store)
         rng = np.random.default_rng(seed)
         corrected, ckpt = 0, base  # the copied store holds the base model's predictions of the pool
         fixed = strategy in FIXED_SAMPLING
         sampling = FIXED_SAMPLING[strategy] if fixed else sampling_for(strategy, args.sampling)
-        result["sampling"][strategy] = sampling
+        result["sampling"][name] = sampling
         curve, shifted, picks = [(0, result["uncorrected_dice"])], [], []
         for r in range(args.max_rounds):  # `tcupgan select`'s own rules: never a corrected slice again, gap 2
             if not another_round(curve, target, r, args.rounds):
@@ -178,14 +181,32 @@ def one_seed(tmp: Path, seed: int, args: argparse.Namespace) -> dict:
             corrected += len(rows)
             shifted.append(sum(x["cube"] in shifted_pool for x in rows))
             picks.append([[x["cube"], x["slice"]] for x in rows])
-            score, ckpt = tune_and_score(store, tmp / f"{strategy}-run{r}", base, args, seed, heldout)
+            score, ckpt = tune_and_score(store, tmp / f"{store.stem}-run{r}", base, args, seed, heldout)
             curve.append((corrected, score))
         reached = [n for n, d in curve[1:] if d >= target]
-        result["curves"][strategy] = curve
-        result["effort"][strategy] = reached[0] if reached else None
-        result["shifted_picks"][strategy] = shifted
-        result["picks"][strategy] = picks
+        result["curves"][name] = curve
+        result["effort"][name] = reached[0] if reached else None
+        result["shifted_picks"][name] = shifted
+        result["picks"][name] = picks
     return result
+
+
+def strategy_runs(
+    strategies: Sequence[str], random_draws: int, first_draw: int
+) -> Iterator[tuple[str, str, int]]:
+    """(name in the results, strategy, draw seed) per run of a seed: ``random`` once per ``random_draws``,
+    its k-th draw named ``random#k`` with draw seed + 100 (k - 1), so the second draw of seed s is what
+    ``--draw-seed s+100`` alone gives. Round r of a run draws with seed draw seed x 100 + r."""
+    for strategy in strategies:
+        yield strategy, strategy, first_draw
+        if strategy == "random":
+            for k in range(2, random_draws + 1):
+                yield f"random#{k}", strategy, first_draw + 100 * (k - 1)
+
+
+def is_random_draw(name: str) -> bool:
+    """Whether a result's strategy name is one of random's draws (``strategy_runs``)."""
+    return name == "random" or name.startswith("random#")
 
 
 def pick(store: Path, hidden: CubeStore, strategy: str, pool: list[str], shifted_pool: set[str],
@@ -243,9 +264,12 @@ def summarise(seeds: list[dict], strategies: Sequence[str], rounds: int | None =
             "gain_share_mean": float(np.mean(gains)) if gains else None,
             "gain_share_std": float(np.std(gains)) if gains else None,
         }
-    if "random" in out and usable:
+    draws = [s for s in strategies if is_random_draw(s)]
+    if draws and usable:
+        out["random_draws"] = len(draws)
+        random_mean = np.mean([out[s]["effort_reduction_mean"] for s in draws])
         for s in strategies:
-            out[s]["minus_random"] = out[s]["effort_reduction_mean"] - out["random"]["effort_reduction_mean"]
+            out[s]["minus_random"] = out[s]["effort_reduction_mean"] - float(random_mean)
             out[s]["vs_random"] = paired_with_random(usable, s)
     return out
 
@@ -256,13 +280,18 @@ def slices_needed(res: dict, strategy: str) -> int:
 
 
 def paired_with_random(seeds: list[dict], strategy: str) -> dict:
-    """Slices ``strategy`` needed minus random's, seed by seed (``slices_needed``).
+    """Slices ``strategy`` needed minus random's, seed by seed (``slices_needed``; random's: the mean of its
+    draws on the seed, ``--random-draws``, as one draw's luck spans tens of slices).
 
     Both ran on the same base model, pool and held-out cubes in a seed, so the paired difference takes
     out what the seeds share; the seed-to-seed spread of effort (tens of slices) is wider than the gaps
     between strategies, and a difference of means alone cannot say whether a lead is one seed's luck.
     Reported as seeds with fewer / as many / more slices, with the mean and spread of the difference."""
-    diffs = [slices_needed(res, strategy) - slices_needed(res, "random") for res in seeds]
+    diffs = [
+        slices_needed(res, strategy)
+        - float(np.mean([slices_needed(res, s) for s in res["effort"] if is_random_draw(s)]))
+        for res in seeds
+    ]
     return {
         "fewer": sum(d < 0 for d in diffs),
         "equal": sum(d == 0 for d in diffs),
@@ -394,7 +423,7 @@ def run(args: argparse.Namespace) -> dict:
     result = {
         "baseline": "random selection, and all pool slices corrected (the Dice target is 95% of it)",
         "settings": {k: getattr(args, k) for k in SETTINGS},
-        "summary": summarise(seeds, args.strategies, args.rounds),
+        "summary": summarise(seeds, list(seeds[0]["effort"]), args.rounds),
         "seeds": seeds,
         "seconds": round(time.perf_counter() - start, 1),
     }
@@ -435,12 +464,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--sampling", choices=SAMPLINGS,
         help="rounds take the top of each ranking, draw by softrank, or draw within the top-ranked cubes "
-        "(select's --sampling; default: softrank for the discriminator, top for the others)",
+        "(select's --sampling; default: softrank for the discriminator, cubes for novelty, top for the "
+        "others)",
     )  # fmt: skip
     p.add_argument(
         "--draw-seed", type=int,
         help="seed of the rounds' random draws (default: each seed itself); base model, pool and volunteers "
         "stay the seed's: rerun random with others to see how much of its effort is one draw's luck",
+    )  # fmt: skip
+    p.add_argument(
+        "--random-draws", type=at_least(1), default=1,
+        help="draw random's slices this many times on each seed (random, random#2, ...; draw seed + 100 "
+        "each); every strategy's 'vs random' is then against the mean of the draws (1)",
     )  # fmt: skip
     p.add_argument("--base-epochs", type=at_least(1), default=8, help="epochs of the base model (8)")
     p.add_argument("--epochs", type=at_least(1), help="fine-tuning epochs per round (12; quick 6)")
