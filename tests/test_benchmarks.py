@@ -95,6 +95,20 @@ def test_bench_all_tiny_writes_json_and_renders_the_document(tmp_path):
     assert bench["galaxy"]["test_galaxies"] == 2
     assert 0 <= bench["data_time"]["configured"]["data_share"] < 1 and "time waiting for data" in doc
 
+    # random drawn twice (--random-draws 2): its second draw has a row, and the column says what every
+    # strategy is paired with
+    from tools.bench.__main__ import render
+    from tools.bench.volunteer_effort import summarise
+
+    run = bench["volunteer_effort"]
+    for res in run["seeds"]:
+        for key in ("curves", "effort", "shifted_picks", "picks", "sampling"):
+            res[key]["random#2"] = res[key]["random"]
+        res["uncorrected_reaches_target"] = False  # a seed with signal: tiny's may have none to pair
+    run["summary"] = summarise(run["seeds"], ["discriminator", "random", "random#2"])
+    twice = render(results)
+    assert "| vs random (the mean of its 2 draws) |" in twice and "| random#2 | " in twice
+
 
 def test_effort_summary_counts_effort_and_the_share_of_the_correction_gain():
     """Effort = slices until 95% of the all-corrected Dice; a seed whose uncorrected fine-tune already gets
