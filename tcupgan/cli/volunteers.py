@@ -131,7 +131,8 @@ def add_volunteer_commands(sub) -> None:
         "mixes the top of the ranking with a spread over the pool; cubes: rank cubes by their slices' mean "
         "score and draw slices at random with probability 1 / their cube's rank (draws seeded by --seed). "
         "Default: softrank for the discriminator (its top picks cost volunteers more effort than "
-        "random's), cubes for novelty (half of random's effort in the simulation), top otherwise",
+        "random's), cubes for novelty and entropy (about half of random's effort in the simulation), top "
+        "otherwise",
     )  # fmt: skip
     p.add_argument("--split", choices=["train", "val", "test"], help="select from the cubes of one split")
     p.add_argument("--seed", type=int, default=0, help="seed of random and of the draws")

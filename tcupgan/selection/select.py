@@ -43,7 +43,7 @@ STRATEGIES = ("discriminator", "novelty", "entropy", "random", "hybrid")
 CALIBRATIONS = ("none", "position")
 SAMPLINGS = ("top", "softrank", "cubes")
 # the other strategies take the top; why each default: docs/volunteer-effort.md
-DEFAULT_SAMPLING = {"discriminator": "softrank", "novelty": "cubes"}
+DEFAULT_SAMPLING = {"discriminator": "softrank", "novelty": "cubes", "entropy": "cubes"}
 FIELDS = ("cube", "slice", "realness", "novelty", "entropy", "content", "priority", "rank", "strategy")
 
 
@@ -141,9 +141,9 @@ def select_slices(
     half of random's slices, a random order of the cubes two thirds).
 
     ``None``: softrank for the discriminator, whose top picks needed more volunteer effort than random's
-    in the effort simulation and its draws as much (docs/volunteer-effort.md); cubes for novelty, which
-    so drawn needed fewer slices than random's mean of two draws on nine seeds of nine there, three of
-    them fresh; top for the other strategies, as they were measured.
+    in the effort simulation and its draws as much (docs/volunteer-effort.md); cubes for novelty and
+    entropy, which so drawn needed fewer slices than random's mean of two draws on every seed there (nine
+    and ten, three of them fresh for each); top for the other strategies, as they were measured.
 
     ``ranking``: per cube, a priority per slice (higher first) to rank by instead of a strategy's;
     ``strategy`` then only names it in the rows. A simulation that knows the truth ranks by the true

@@ -89,6 +89,10 @@ class TCuPGAN(L.LightningModule):
         bidirectional: ConvLSTMs walk the slices both ways.
         dropout: generator dropout after encoder levels.
         norm: generator/discriminator normalisation (instance per slice, batch, none).
+        disc_norm: the discriminator's own normalisation, where it should differ from ``norm`` (None: as
+            ``norm``). ``none`` keeps each slice's contrast, blur and noise in every block, which per-slice
+            instance norm removes; on a new imaging domain its verdict then read the weaker activations
+            as *real* (docs/selection-study.md), so the paper's instance norm stays the default.
         disc_width: discriminator first-layer filters.
         disc_layers: discriminator strided blocks.
         depth_kernel: discriminator depth kernel (1 = per slice as in the paper, 3 = cubic).
@@ -128,6 +132,7 @@ class TCuPGAN(L.LightningModule):
         bidirectional: bool = False,
         dropout: float = 0.0,
         norm: str = "instance",
+        disc_norm: str | None = None,
         disc_width: int = 16,
         disc_layers: int = 4,
         depth_kernel: int = 1,
@@ -168,7 +173,7 @@ class TCuPGAN(L.LightningModule):
             width=disc_width,
             n_layers=disc_layers,
             depth_kernel=depth_kernel,
-            norm=norm,
+            norm=disc_norm or norm,
         )
         self.seg_loss = make_seg_loss(seg_loss)
         self.class_names = list(class_names or [f"class{i}" for i in range(out_channels)])

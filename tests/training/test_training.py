@@ -161,6 +161,25 @@ def test_discriminator_trains_on_extra_fakes(store, tmp_path, option):
     assert torch.isfinite(model.trainer.callback_metrics["train/d_loss_epoch"])
 
 
+def test_discriminator_normalisation_can_differ_from_the_generators():
+    def norms(module):
+        return {
+            type(m).__name__
+            for m in module.modules()
+            if isinstance(m, (torch.nn.InstanceNorm2d, torch.nn.BatchNorm3d))
+        }
+
+    default = TCuPGAN(1, 1, **SMALL_MODEL)
+    assert norms(default.generator) == norms(default.discriminator) == {"InstanceNorm2d"}
+    plain = TCuPGAN(1, 1, disc_norm="none", **SMALL_MODEL)
+    assert norms(plain.generator) == {"InstanceNorm2d"} and norms(plain.discriminator) == set()
+    assert norms(TCuPGAN(1, 1, norm="none", disc_norm="batch", **SMALL_MODEL).discriminator) == {
+        "BatchNorm3d"
+    }
+    with pytest.raises(ValueError, match="norm must be"):
+        TCuPGAN(1, 1, disc_norm="layer", **SMALL_MODEL)
+
+
 def test_critic_calibration_trains_the_discriminator_alone_and_last_ckpt_is_the_last_epoch(
     store, tmp_path, caplog
 ):

@@ -464,8 +464,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--sampling", choices=SAMPLINGS,
         help="rounds take the top of each ranking, draw by softrank, or draw within the top-ranked cubes "
-        "(select's --sampling; default: softrank for the discriminator, cubes for novelty, top for the "
-        "others)",
+        "(select's --sampling; default: softrank for the discriminator, cubes for novelty and entropy, "
+        "top for the others)",
     )  # fmt: skip
     p.add_argument(
         "--draw-seed", type=int,
