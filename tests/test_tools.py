@@ -52,13 +52,15 @@ def test_selection_study_reports_shares_and_draws_the_figure(tmp_path):
     train = CubeStore(tmp_path / "train.zarr")  # the test cubes trained on as unlabelled cubes
     pool = [n for n in train.names(split="train") if train[n].label is None]
     assert sorted(pool) == CubeStore(tmp_path / "mixed.zarr").names()
-    for strategy in ("discriminator", "discriminator_position", "entropy", "hybrid", "random"):
+    verdicts = ("discriminator", "discriminator_position", "discriminator_unfamiliar_first")
+    for strategy in (*verdicts, "entropy", "hybrid", "random"):
         for table in ("error_share", "dice_error_share"):
             shares, oracle = result[table][strategy], result[table]["oracle"]
             assert 0 < shares["top10%"] <= shares["top20%"] <= 1
             assert shares["top10%"] <= oracle["top10%"] + 1e-9 and shares["top20%"] <= oracle["top20%"] + 1e-9
         assert 0 <= result["shifted_share_top20%"][strategy] <= 1
     assert -1 <= result["spearman_realness_vs_dice_error"] <= 1
+    assert 0 <= result["unfamiliar_share"] <= 1 and 0 < result["shifted_share"] < 0.5  # 1 cube of 4
     assert (tmp_path / "selection_quality.png").stat().st_size > 10_000
     # another mix must not land in the same store (it would blend two studies): refused before any work
     refused = subprocess.run([sys.executable, "-m", *study, "--shifted", "2"], cwd=ROOT, capture_output=True)

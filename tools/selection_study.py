@@ -11,7 +11,9 @@ misclassified voxels (``error_share``) and summed per-slice Dice error (``dice_e
 the ``oracle``'s share (ranking by the true error: the most any ranking can hold), and how many of each
 ranking's top 20% come from the shifted cubes (``shifted_share_top20%``). ``discriminator`` is select's
 default (realness averaged over its default context of slices), ``discriminator_alone`` each slice's own
-realness, ``discriminator_position`` the verdict with select's ``--calibrate position``.
+realness, ``discriminator_position`` the verdict with select's ``--calibrate position``,
+``discriminator_unfamiliar_first`` with ``--unfamiliar-first`` (slices whose novelty lies beyond every
+training slice's first; ``unfamiliar_share`` says how many slices that is, against the shifted cubes' share).
 Writes ``selection_quality.json`` and ``selection_quality.png`` under ``--out``.
 
     python -m tools.selection_study --out study-ablation --fit-args "--model.disc_corrupted 0"
@@ -63,11 +65,12 @@ def captured(order: list[tuple[str, int]], error: dict[tuple[str, int], float], 
 
 def study(store_path: Path, out: Path) -> dict:
     store = CubeStore(store_path)
-    wrong, dice_error, realness, novelty, entropy, shifted = {}, {}, {}, {}, {}, {}
+    wrong, dice_error, realness, novelty, entropy, shifted, unfamiliar = {}, {}, {}, {}, {}, {}, {}
     rankings: dict[str, list[list[tuple[str, int]]]] = {}
     variants = {  # the discriminator's verdict read otherwise than select's default
         "discriminator_alone": {"context": 1},  # the slice's own realness, no context
         "discriminator_position": {"calibrate": "position"},
+        "discriminator_unfamiliar_first": {"unfamiliar_first": True},
     }
     for label in ("discriminator", *variants, "novelty", "entropy", "hybrid", "random"):
         strategy, options = ("discriminator", variants[label]) if label in variants else (label, {})
@@ -80,6 +83,8 @@ def study(store_path: Path, out: Path) -> dict:
                 realness[(r["cube"], r["slice"])] = r["realness"]
                 novelty[(r["cube"], r["slice"])] = r["novelty"]
                 entropy[(r["cube"], r["slice"])] = r["entropy"]
+                if r["unfamiliar"] is not None:
+                    unfamiliar[(r["cube"], r["slice"])] = r["unfamiliar"]
     for name in store.names():
         w, d = slice_errors(store, name)
         is_shifted = synthetic_shift(store[name]) > 0
@@ -95,6 +100,8 @@ def study(store_path: Path, out: Path) -> dict:
         "spearman_realness_vs_dice_error": float(spearmanr([realness[k] for k in keys], errors)[0]),
         "spearman_novelty_vs_dice_error": float(spearmanr([novelty[k] for k in keys], errors)[0]),
         "spearman_entropy_vs_dice_error": float(spearmanr([entropy[k] for k in keys], errors)[0]),
+        "unfamiliar_share": float(np.mean([unfamiliar[k] for k in keys])),
+        "shifted_share": float(np.mean([shifted[k] for k in keys])),
         "mean_dice_error": {
             "normal": float(np.mean([dice_error[k] for k in keys if not shifted[k]])),
             "shift": float(np.mean([dice_error[k] for k in keys if shifted[k]])),
@@ -127,16 +134,19 @@ def study(store_path: Path, out: Path) -> dict:
 
 
 def _figure(rankings, wrong, scores, dice_error, shifted, path: Path, result: dict) -> None:
-    fig, (left, *right) = plt.subplots(1, 3, figsize=(16, 4.2))
+    fig, axes = plt.subplots(1, 4, figsize=(21, 4.2))
+    left, right = axes[:2], axes[2:]
     steps = np.linspace(0.01, 1, 100)
-    for strategy, orders in rankings.items():
-        curve = [np.mean([captured(o, wrong, s) for o in orders]) for s in steps]
-        left.plot(steps * 100, np.array(curve) * 100, label=strategy)
-    for f in FRACTIONS:
-        left.axvline(f * 100, color="grey", lw=0.6, ls=":")
-    left.set(xlabel="% of slices sent to volunteers", ylabel="% of misclassified voxels in them",
-             title="Error captured by each ranking")  # fmt: skip
-    left.legend()
+    measures = ((wrong, "misclassified voxels"), (dice_error, "summed Dice error"))
+    for ax, (error, what) in zip(left, measures, strict=True):
+        for strategy, orders in rankings.items():
+            curve = [np.mean([captured(o, error, s) for o in orders]) for s in steps]
+            ax.plot(steps * 100, np.array(curve) * 100, label=strategy)
+        for f in FRACTIONS:
+            ax.axvline(f * 100, color="grey", lw=0.6, ls=":")
+        ax.set(xlabel="% of slices sent to volunteers", ylabel=f"% of the {what} in them",
+               title=f"{what[0].upper()}{what[1:]} captured by each ranking")  # fmt: skip
+    left[0].legend(fontsize=7)
     keys = sorted(wrong)
     colour = ["tab:red" if shifted[k] else "tab:blue" for k in keys]
     labels = {"realness": "discriminator realness", "novelty": "novelty (its first layer on the image)"}

@@ -19,7 +19,7 @@ def cmd_select(args: argparse.Namespace) -> None:
     rows = select_slices(
         args.store, args.budget, strategy=args.strategy, per_cube=args.per_cube, min_gap=args.min_gap,
         min_content=args.min_content, context=args.context, calibrate=args.calibrate,
-        sampling=args.sampling, split=args.split, seed=args.seed,
+        unfamiliar_first=args.unfamiliar_first, sampling=args.sampling, split=args.split, seed=args.seed,
     )  # fmt: skip
     path = write_selection(rows, args.out)
     print(
@@ -124,6 +124,11 @@ def add_volunteer_commands(sub) -> None:
         "--calibrate", choices=["none", "position"], default="none",  # select.CALIBRATIONS, tested
         help="discriminator strategy: position = realness minus the median of its depth index over the "
         "cubes, so the first slices (the ConvLSTM has no memory there yet) do not crowd the picks (none)",
+    )  # fmt: skip
+    p.add_argument(
+        "--unfamiliar-first", action="store_true",
+        help="slices whose image lies beyond every training slice's (novelty above the limit predict "
+        "records) before all others, each part in the strategy's order",
     )  # fmt: skip
     p.add_argument(
         "--sampling", choices=["top", "softrank", "cubes"],  # select.SAMPLINGS, tested

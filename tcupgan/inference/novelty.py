@@ -44,12 +44,18 @@ FEATURES = "first-layer"
 
 @dataclass
 class FeatureReference:
-    """Mean and precision of the training slices' pooled features; ``source`` names them for settings."""
+    """Mean and precision of the training slices' pooled features; ``source`` names them for settings.
+
+    ``limit``: the largest distance of the reference's own slices. A slice beyond it is unlike every
+    slice the model learnt from, which on the selection study's cubes singled out the domain-shifted
+    slices and almost nothing else (docs/selection-study.md); infinite where unknown.
+    """
 
     mean: np.ndarray
     precision: np.ndarray
     slices: int
     source: str
+    limit: float = float("inf")
 
     def distance(self, pooled: np.ndarray) -> np.ndarray:
         """Mahalanobis distance of (N, F) pooled feature vectors from the training slices."""
@@ -136,7 +142,9 @@ def fit_reference(
     cov += np.eye(len(cov)) * shrinkage * max(np.trace(cov) / len(cov), 1e-12)
     log.info("novelty reference: %d %s slices of %d cubes in %s", len(x), split, len(names), store_path)
     source = source or reference_source(Path(store_path).resolve(), split, len(names))
-    return FeatureReference(x.mean(axis=0), np.linalg.pinv(cov), len(x), source)
+    reference = FeatureReference(x.mean(axis=0), np.linalg.pinv(cov), len(x), source)
+    reference.limit = float(reference.distance(x).max())
+    return reference
 
 
 def slice_novelty(model, store: CubeStore, name: str, reference: FeatureReference) -> np.ndarray:

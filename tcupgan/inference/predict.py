@@ -251,7 +251,8 @@ def predict_cube(
     )
     if reference is not None:
         novelty = slice_novelty(model, store, name, reference)
-        store.write_array(name, "slice_novelty", novelty, attrs=meta, overwrite=True)
+        limit = {"familiar_limit": reference.limit}  # what select --unfamiliar-first compares with
+        store.write_array(name, "slice_novelty", novelty, attrs={**meta, **limit}, overwrite=True)
     store.write_array(  # written last: its attributes mark the cube as done
         name, "slice_entropy", (entropy_sum / (h * w)).astype(np.float32), attrs=meta, overwrite=True
     )

@@ -5,7 +5,8 @@ Slices are ranked by how poorly generalised they look — low discriminator real
 its neighbours show the same structures), distance of a slice's image from the training slices' as the
 discriminator's first convolution sees it (``novelty``), high predictive entropy (``entropy``), a seeded
 shuffle (``random``, the baseline) or the mean of the novelty and entropy ranks (``hybrid``: uncertain
-*and* unfamiliar; docs/selection-study.md compares them on synthetic data) — then taken from the top
+*and* unfamiliar; docs/selection-study.md compares them on synthetic data), optionally with the slices
+whose novelty lies beyond every training slice's first (``unfamiliar_first``) — then taken from the top
 of the ranking (or drawn from it with probability 1 / rank, ``sampling="softrank"``, or drawn at random
 within the cubes the ranking puts first, ``sampling="cubes"``) greedily under four rules that spread a
 budget of volunteer effort: slices without content are skipped, slices volunteers already corrected
@@ -44,7 +45,10 @@ CALIBRATIONS = ("none", "position")
 SAMPLINGS = ("top", "softrank", "cubes")
 # the other strategies take the top; why each default: docs/volunteer-effort.md
 DEFAULT_SAMPLING = {"discriminator": "softrank", "novelty": "cubes", "entropy": "cubes"}
-FIELDS = ("cube", "slice", "realness", "novelty", "entropy", "content", "priority", "rank", "strategy")
+FIELDS = (
+    "cube", "slice", "realness", "novelty", "unfamiliar", "entropy", "content", "priority", "rank",
+    "strategy",
+)  # fmt: skip
 
 
 class _Candidate(NamedTuple):
@@ -55,6 +59,7 @@ class _Candidate(NamedTuple):
     realness: float
     realness_in_context: float  # what the discriminator strategy ranks by
     novelty: float | None  # None: no slice_novelty from this cube's latest predict run
+    unfamiliar: bool | None  # novelty beyond every training slice's; None where unknown
     entropy: float
     content: float
 
@@ -104,6 +109,7 @@ def select_slices(
     min_content: float = 0.05,
     context: int = 5,
     calibrate: str = "none",
+    unfamiliar_first: bool = False,
     sampling: str | None = None,
     cubes: Sequence[str] | None = None,
     split: str | None = None,
@@ -124,6 +130,12 @@ def select_slices(
     and lower realness in every cube alike; that says where a slice sits, not whether the cube is
     unfamiliar, and uncalibrated the verdict crowds its picks onto cube ends
     (docs/volunteer-effort.md measures both).
+
+    ``unfamiliar_first``: slices whose novelty lies beyond every training slice's (predict records that
+    limit with ``slice_novelty``) come before all others, each part in the strategy's order. The verdict
+    is learnt on the training domain and says little on a new one; the limit singled out the
+    domain-shifted slices of the selection study almost exactly, and with it the verdict's top 20% held
+    twice random's share of the Dice error where the shift is rare (docs/selection-study.md).
 
     ``sampling="softrank"``: instead of taking the ranking from the top, draw the slices without
     replacement with probability proportional to 1 / rank (seeded by ``seed``; Kirsch et al. 2023,
@@ -178,7 +190,8 @@ def select_slices(
         cube = store[name]
         realness = realness_of[name]
         entropy = cube["slice_entropy"][...] if "slice_entropy" in cube else np.zeros_like(realness)
-        novelty = _novelty(cube, name, needed=strategy in ("novelty", "hybrid"))
+        novelty = _novelty(cube, name, needed=unfamiliar_first or strategy in ("novelty", "hybrid"))
+        limit = _familiar_limit(cube, name) if unfamiliar_first else None
         content = content_fraction(store, name)
         has_content = content >= min_content
         in_context = _context_mean(calibrated[name], has_content, context)
@@ -194,6 +207,7 @@ def select_slices(
                     float(realness[z]),
                     float(in_context[z]),
                     None if novelty is None else float(novelty[z]),
+                    None if limit is None else bool(novelty[z] > limit),
                     float(entropy[z]),
                     float(content[z]),
                 )
@@ -215,6 +229,8 @@ def select_slices(
         priority = (_ranks(novelty) + _ranks(entropy)) / 2
     else:
         priority = {"discriminator": 1 - in_context, "novelty": novelty, "entropy": entropy}[strategy]
+    if unfamiliar_first:  # ranks in [0, 1]; + 2 puts every unfamiliar slice ahead of every familiar one
+        priority = _ranks(priority) + 2 * np.array([c.unfamiliar for c in candidates])
     order = np.argsort(-priority, kind="stable")
     if sampling == "softrank":
         order = _softrank_draw(order, np.random.default_rng(seed))
@@ -234,6 +250,7 @@ def select_slices(
                 "slice": c.slice,
                 "realness": c.realness,
                 "novelty": c.novelty,
+                "unfamiliar": c.unfamiliar,
                 "entropy": c.entropy,
                 "content": c.content,
                 "priority": float(priority[i]),
@@ -301,6 +318,17 @@ def _novelty(cube, name: str, *, needed: bool) -> np.ndarray | None:
             "train-split cubes in the store, or `tcupgan predict --reference TRAIN_STORE`"
         )
     return None
+
+
+def _familiar_limit(cube, name: str) -> float:
+    """The largest novelty of the training slices, as predict recorded it with ``slice_novelty``."""
+    limit = cube["slice_novelty"].attrs.get("familiar_limit")
+    if limit is None:
+        raise StoreError(
+            f"cube '{name}' has novelty from a predict run that did not record the training slices' "
+            "limit: predict again (`tcupgan predict --overwrite`) to use --unfamiliar-first"
+        )
+    return float(limit)
 
 
 def write_selection(rows: list[dict], path: str | Path) -> Path:

@@ -13,6 +13,7 @@ from tcupgan.errors import InputError
 from tcupgan.inference import hard_labels, predict_store
 from tcupgan.inference import predict as predict_mod
 from tcupgan.inference.predict import remove_small_components
+from tcupgan.selection.select import content_fraction
 from tcupgan.training import CubeDataModule, TCuPGAN
 
 
@@ -88,6 +89,14 @@ def test_novelty_measures_distance_from_the_labelled_training_slices(trained, tm
     for name in ("inverted", "fatchecker-shift-s6-0000"):
         median = np.median(CubeStore(odd)[name]["slice_novelty"][...])
         assert median > np.percentile(familiar, 90) and median > np.percentile(unseen, 90), name
+    # the largest distance of the reference's own slices is recorded for select --unfamiliar-first
+    limit = CubeStore(odd)["inverted"]["slice_novelty"].attrs["familiar_limit"]
+    assert limit == pytest.approx(reference.limit)
+    store = CubeStore(store_path)
+    own = [store[n]["slice_novelty"][...][content_fraction(store, n) >= 0.05] for n in train]
+    assert np.concatenate(own).max() == pytest.approx(limit, rel=1e-5)
+    shifted = CubeStore(odd)["fatchecker-shift-s6-0000"]["slice_novelty"][...]
+    assert (shifted > limit).all()  # every slice of the new domain lies beyond it
 
     unlabelled = tmp_path / "unlabelled.zarr"
     store = CubeStore.create(unlabelled, task="binary", channel_names=["em"], class_names=["lipid droplet"])
