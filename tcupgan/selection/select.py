@@ -191,7 +191,7 @@ def select_slices(
         realness = realness_of[name]
         entropy = cube["slice_entropy"][...] if "slice_entropy" in cube else np.zeros_like(realness)
         novelty = _novelty(cube, name, needed=unfamiliar_first or strategy in ("novelty", "hybrid"))
-        limit = _familiar_limit(cube, name) if unfamiliar_first else None
+        limit = _familiar_limit(cube, name, needed=unfamiliar_first) if novelty is not None else None
         content = content_fraction(store, name)
         has_content = content >= min_content
         in_context = _context_mean(calibrated[name], has_content, context)
@@ -320,15 +320,16 @@ def _novelty(cube, name: str, *, needed: bool) -> np.ndarray | None:
     return None
 
 
-def _familiar_limit(cube, name: str) -> float:
-    """The largest novelty of the training slices, as predict recorded it with ``slice_novelty``."""
+def _familiar_limit(cube, name: str, *, needed: bool) -> float | None:
+    """The largest novelty of the training slices, as predict recorded it with ``slice_novelty``; None
+    (an empty ``unfamiliar`` cell) where a predict run before 2026-12-05 left none, an error when needed."""
     limit = cube["slice_novelty"].attrs.get("familiar_limit")
-    if limit is None:
+    if limit is None and needed:
         raise StoreError(
             f"cube '{name}' has novelty from a predict run that did not record the training slices' "
             "limit: predict again (`tcupgan predict --overwrite`) to use --unfamiliar-first"
         )
-    return float(limit)
+    return None if limit is None else float(limit)
 
 
 def write_selection(rows: list[dict], path: str | Path) -> Path:
