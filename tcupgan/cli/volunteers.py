@@ -14,12 +14,12 @@ __all__ = ["add_volunteer_commands"]
 
 
 def cmd_select(args: argparse.Namespace) -> None:
-    from tcupgan.selection import select_slices, write_selection
+    from tcupgan.selection import SelectionRules, select_slices, write_selection
 
+    rules = SelectionRules(per_cube=args.per_cube, min_gap=args.min_gap, min_content=args.min_content)
     rows = select_slices(
-        args.store, args.budget, strategy=args.strategy, per_cube=args.per_cube, min_gap=args.min_gap,
-        min_content=args.min_content, context=args.context, calibrate=args.calibrate,
-        unfamiliar_first=args.unfamiliar_first, sampling=args.sampling, split=args.split, seed=args.seed,
+        args.store, args.budget, strategy=args.strategy, sampling=args.sampling, rules=rules,
+        split=args.split, seed=args.seed,
     )  # fmt: skip
     path = write_selection(rows, args.out)
     print(
@@ -104,10 +104,11 @@ def add_volunteer_commands(sub) -> None:
     p.add_argument("--store", required=True, help="cube store with predictions (tcupgan predict)")
     p.add_argument("--budget", type=int, required=True, help="number of slices to select")
     p.add_argument(
-        "--strategy", default="discriminator",  # checked by select_slices: importing it here is slow
-        help="discriminator (default): low realness first; novelty: images farthest from the "
-        "training slices' (the discriminator's first layer); entropy; random (the baseline); hybrid: "
-        "novelty and entropy ranks",
+        "--strategy", default="novelty",  # checked by select_slices: importing the registry here is slow
+        help="a slice scorer: novelty (default): images farthest from the training slices' as the "
+        "discriminator's first layer sees them; entropy: the most uncertain; realness (alias "
+        "discriminator): the discriminator's lowest verdict; hybrid: novelty and entropy ranks; random: "
+        "the baseline",
     )  # fmt: skip
     p.add_argument("--per-cube", type=int, help="at most this many slices per cube")
     p.add_argument(
@@ -116,28 +117,11 @@ def add_volunteer_commands(sub) -> None:
     )  # fmt: skip
     p.add_argument("--min-content", type=float, default=0.05, help="skip slices with less content (0.05)")
     p.add_argument(
-        "--context", type=int, default=5,
-        help="discriminator strategy: rank by the mean realness of this many slices centred on each (odd; "
-        "1 = the slice alone; 5)",
-    )  # fmt: skip
-    p.add_argument(
-        "--calibrate", choices=["none", "position"], default="none",  # select.CALIBRATIONS, tested
-        help="discriminator strategy: position = realness minus the median of its depth index over the "
-        "cubes, so the first slices (the ConvLSTM has no memory there yet) do not crowd the picks (none)",
-    )  # fmt: skip
-    p.add_argument(
-        "--unfamiliar-first", action="store_true",
-        help="slices whose image lies beyond every training slice's (novelty above the limit predict "
-        "records) before all others, each part in the strategy's order",
-    )  # fmt: skip
-    p.add_argument(
-        "--sampling", choices=["top", "softrank", "cubes"],  # select.SAMPLINGS, tested
-        help="top: the best-ranked slices; softrank: draw slices with probability 1 / rank, so a round "
-        "mixes the top of the ranking with a spread over the pool; cubes: rank cubes by their slices' mean "
-        "score and draw slices at random with probability 1 / their cube's rank (draws seeded by --seed). "
-        "Default: softrank for the discriminator (its top picks cost volunteers more effort than "
-        "random's), cubes for novelty and entropy (about half of random's effort in the simulation), top "
-        "otherwise",
+        "--sampling", choices=["top", "softrank", "cubes"],  # scorers.SAMPLINGS, tested
+        help="top: the best-ranked slices; softrank: draw slices with probability 1 / rank; cubes: rank "
+        "cubes by their slices' mean score and draw slices at random with probability 1 / their cube's "
+        "rank (draws seeded by --seed). Default: the strategy's own (cubes for novelty and entropy, "
+        "softrank for realness)",
     )  # fmt: skip
     p.add_argument("--split", choices=["train", "val", "test"], help="select from the cubes of one split")
     p.add_argument("--seed", type=int, default=0, help="seed of random and of the draws")

@@ -10,7 +10,9 @@ from monai.transforms import Compose, RandFlipd, RandGaussianNoised, RandScaleIn
 
 from tcupgan.errors import StoreError
 
-__all__ = ["normalise", "label_to_target", "n_targets", "augmentations", "target_names"]
+__all__ = [
+    "normalise", "content_fraction", "label_to_target", "n_targets", "augmentations", "target_names",
+]  # fmt: skip
 
 
 def normalise(image: np.ndarray, attrs: Mapping[str, Any]) -> np.ndarray:
@@ -27,6 +29,22 @@ def normalise(image: np.ndarray, attrs: Mapping[str, Any]) -> np.ndarray:
     hi = np.asarray(stats["p99"], np.float32).reshape(shape)
     return ((image - lo) / np.maximum(hi - lo, 1e-6)).astype(np.float32)
 
+
+
+def content_fraction(cube: Any, level: float = 0.05) -> np.ndarray:
+    """Per slice of a store cube, the share of pixels where some channel is above ``level`` of the cube's
+    1–99% range.
+
+    Background slices (outside a brain, empty sky) score ~0 and are not worth a volunteer's time. Read one
+    chunk-deep slab at a time: each chunk is read once, memory stays a slab.
+    """
+    image, depth = cube.image, cube.shape[1]
+    step = image.chunks[1]
+    fractions = []
+    for z in range(0, depth, step):
+        slab = normalise(image[:, z : z + step], cube.attrs)
+        fractions.extend((slab > level).any(axis=0).mean(axis=(1, 2)).tolist())
+    return np.asarray(fractions)
 
 def n_targets(task: str, class_names: Sequence[str]) -> int:
     """Output channels for a task: 1 binary, 3 BraTS regions, one per class for multilabel."""

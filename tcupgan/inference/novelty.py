@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from tcupgan.data.store import CubeStore
-from tcupgan.data.transforms import normalise
+from tcupgan.data.transforms import content_fraction, normalise
 
 __all__ = [
     "FeatureReference", "fit_reference", "reference_cubes", "reference_source", "slice_novelty",
@@ -123,8 +123,6 @@ def fit_reference(
     (``shrinkage``) so it inverts even with fewer slices than features. None without two such slices.
     ``source`` names the reference in predict's settings (default: the store's path, split and cubes).
     """
-    from tcupgan.selection.select import content_fraction
-
     store = CubeStore(store_path)
     names = reference_cubes(store_path, split, max_cubes)
     if not names:
@@ -132,7 +130,7 @@ def fit_reference(
     per_cube = max(1, max_slices // len(names))
     vectors = []
     for name in names:
-        keep = _evenly_spaced(np.nonzero(content_fraction(store, name) >= min_content)[0], per_cube)
+        keep = _evenly_spaced(np.nonzero(content_fraction(store[name]) >= min_content)[0], per_cube)
         if len(keep):
             vectors.append(slice_features(model, store, name, keep))
     if sum(len(v) for v in vectors) < 2:

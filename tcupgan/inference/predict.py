@@ -9,13 +9,11 @@ Per cube it writes, each atomically:
   * ``probability`` uint8 (K, D, H, W): sigmoid x 255 (compact: 1/4 of float32, 0.4% resolution);
   * ``prediction`` uint8 (D, H, W): the hard mask by the task's rule (binary threshold, BraTS regions
     → labels 1/2/3, multilabel bit flags);
-  * ``slice_scores`` float32 (D,): the discriminator's realness of (image, predicted mask) per slice;
-  * ``slice_entropy`` float32 (D,): mean binary predictive entropy per slice (bits);
-  * ``slice_novelty`` float32 (D,): distance of the slice's image, as the discriminator's first convolution
-    sees it, from the labelled training slices' (:mod:`tcupgan.inference.novelty`), when there are
-    labelled training cubes.
-The arrays record the checkpoint's fingerprint and the settings; a cube already predicted by the same
-checkpoint with the same settings is skipped, so an interrupted run resumes where it stopped.
+  * ``slice_<score>`` float32 (D,): one per registered slice scorer (:mod:`tcupgan.inference.scorers`:
+    realness, entropy, and novelty where there are labelled training cubes).
+The arrays record the checkpoint's fingerprint and the settings, and the cube's ``predicted`` attribute
+is set last; a cube already predicted by the same checkpoint with the same settings is skipped, so an
+interrupted run resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -24,13 +22,13 @@ import hashlib
 import itertools
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from monai.inferers import sliding_window_inference
 from skimage.morphology import remove_small_objects
 from tqdm.auto import tqdm
@@ -38,13 +36,8 @@ from tqdm.auto import tqdm
 from tcupgan.data.store import CubeStore
 from tcupgan.data.transforms import normalise
 from tcupgan.errors import InputError, StoreError
-from tcupgan.inference.novelty import (
-    FeatureReference,
-    fit_reference,
-    reference_cubes,
-    reference_source,
-    slice_novelty,
-)
+from tcupgan.inference.novelty import reference_cubes, reference_source
+from tcupgan.inference.scorers import ScoringContext, predicted_scorers
 
 __all__ = [
     "PredictReport",
@@ -57,7 +50,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-OUTPUTS = ("probability", "prediction", "slice_scores", "slice_entropy", "slice_novelty")
 
 
 @dataclass
@@ -156,106 +148,138 @@ def remove_small_components(labels: np.ndarray, min_size: int | Mapping[int, int
     return out
 
 
-def _starts(size: int, core: int) -> list[int]:
-    return list(range(0, size, core))
+@dataclass(frozen=True)
+class Block:
+    """One block of a cube: ``read`` (the core plus its context margin), ``core`` (what it writes, in
+    cube coordinates) and ``inner`` (the core inside the read block)."""
+
+    read: tuple[slice, ...]
+    core: tuple[slice, ...]
+    inner: tuple[slice, ...]
 
 
-def _binary_entropy(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-6, 1 - 1e-6)
-    return -(p * np.log2(p) + (1 - p) * np.log2(1 - p))
-
-
-@torch.no_grad()
-def predict_cube(
-    model,
-    store: CubeStore,
-    name: str,
-    *,
-    roi: Sequence[int],
-    overlap: float = 0.25,
-    tta: bool = False,
-    block_windows: int = 2,
-    min_size: int | Mapping[int, int] = 0,
-    fingerprint: str = "",
-    overwrite: bool = False,
-    reference: FeatureReference | None = None,
-) -> None:
-    """Predict one cube block by block and write the output arrays atomically.
-
-    The generator runs in whatever dtype its weights have (see :func:`set_precision`); probabilities,
-    the discriminator's scores and everything written are computed in float32.
-    """
-    cube = store[name]
-    attrs = cube.attrs
-    _, d, h, w = cube.shape
-    roi = [min(int(r), s) for r, s in zip(roi, (d, h, w), strict=True)]
-    margin = [r // 4 if r < s else 0 for r, s in zip(roi, (d, h, w), strict=True)]
+def blocks(shape: Sequence[int], roi: Sequence[int], block_windows: int) -> Iterator[Block]:
+    """Blocks of ``block_windows`` windows per axis whose margins (a quarter window) give every written
+    voxel the context it would have in one pass."""
+    margin = [r // 4 if r < s else 0 for r, s in zip(roi, shape, strict=True)]
     core = [max(1, r * block_windows - 2 * m) for r, m in zip(roi, margin, strict=True)]
-    k = model.hparams.out_channels
-    device = next(model.parameters()).device
-    score_sum, score_n = np.zeros(d), np.zeros(d)
-    entropy_sum = np.zeros(d)
+    for start in itertools.product(*(range(0, s, c) for s, c in zip(shape, core, strict=True))):
+        lo = [max(0, a - m) for a, m in zip(start, margin, strict=True)]
+        hi = [min(s, a + c + m) for a, c, m, s in zip(start, core, margin, shape, strict=True)]
+        stop = [min(a + c, s) for a, c, s in zip(start, core, shape, strict=True)]
+        yield Block(
+            tuple(slice(a, b) for a, b in zip(lo, hi, strict=True)),
+            tuple(slice(a, b) for a, b in zip(start, stop, strict=True)),
+            tuple(slice(a - o, b - o) for a, b, o in zip(start, stop, lo, strict=True)),
+        )
+
+
+def _network(model, tta: bool):
+    """The generator as sliding-window inference calls it: probabilities in float32, whatever the
+    generator's dtype (:func:`set_precision`); ``tta`` averages in-plane flips (depth order is the
+    ConvLSTM's direction)."""
     dtype = next(model.generator.parameters()).dtype
-    meta = {
-        "checkpoint": fingerprint, "roi": roi, "overlap": overlap, "tta": tta, "min_size": min_size,
-        "precision": PRECISIONS_BY_DTYPE[dtype], "novelty_reference": reference.source if reference else "",
-    }  # fmt: skip
 
     def generate(x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(model.generator(x.to(dtype)).float())
 
     def network(x: torch.Tensor) -> torch.Tensor:
-        prob = generate(x)
-        if tta:  # in-plane flips only: depth order is the ConvLSTM's direction
-            for dims in ((3,), (4,), (3, 4)):
-                prob = prob + generate(x.flip(dims)).flip(dims)
-            prob = prob / 4
-        return prob
+        if not tta:
+            return generate(x)
+        flips = ((), (3,), (4,), (3, 4))
+        return sum(generate(x.flip(dims)).flip(dims) if dims else generate(x) for dims in flips) / 4
 
+    return network
+
+
+@torch.no_grad()
+def predict_cube(
+    ctx: ScoringContext,
+    name: str,
+    *,
+    roi: Sequence[int],
+    settings: Mapping,
+    overlap: float = 0.25,
+    tta: bool = False,
+    min_size: int | Mapping[int, int] = 0,
+    overwrite: bool = False,
+    block_windows: int = 2,
+) -> None:
+    """Predict one cube block by block; write the probabilities, the hard labels and every registered
+    scorer's per-slice array, each atomically, then mark the cube done with ``settings``."""
+    model, store = ctx.model, ctx.store
+    cube = store[name]
+    _, d, h, w = cube.shape
+    roi = [min(int(r), s) for r, s in zip(roi, (d, h, w), strict=True)]
+    meta = {**settings, "roi": roi}
+    network, device = _network(model, tta), next(model.parameters()).device
+    per_block = [s for s in predicted_scorers() if s.per_block]
+    sums = {s.array: np.zeros(d) for s in per_block}
+    store.update_attrs(name, predicted=None)  # until every array below is written
+    shape = (model.hparams.out_channels, d, h, w)
     with (
-        store.array_writer(
-            name, "probability", (k, d, h, w), "uint8", attrs=meta, overwrite=overwrite
-        ) as prob_out,
-        store.array_writer(
-            name, "prediction", (d, h, w), "uint8", attrs=meta, overwrite=overwrite
-        ) as label_out,
+        store.array_writer(name, "probability", shape, "uint8", attrs=meta, overwrite=overwrite) as prob_out,
+        store.array_writer(name, "prediction", (d, h, w), "uint8", attrs=meta, overwrite=overwrite) as labels,
     ):
-        for z0, y0, x0 in itertools.product(*(_starts(s, c) for s, c in zip((d, h, w), core, strict=True))):
-            lo = [max(0, a - m) for a, m in zip((z0, y0, x0), margin, strict=True)]
-            hi = [min(s, a + c + m) for a, c, m, s in zip((z0, y0, x0), core, margin, (d, h, w), strict=True)]
-            block = normalise(cube.image[:, lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]], attrs)
-            x = torch.from_numpy(block)[None].to(device)
+        for block in blocks((d, h, w), roi, block_windows):
+            image = normalise(cube.image[(slice(None), *block.read)], cube.attrs)
+            x = torch.from_numpy(image)[None].to(device)
             prob = sliding_window_inference(x, roi, 4, network, overlap=overlap, mode="gaussian")
-            patches = torch.sigmoid(model.discriminator(x, prob))  # (1, 1, dz, ph, pw)
-            realness = F.interpolate(patches, size=x.shape[2:], mode="nearest")[0, 0].cpu().numpy()
-            prob = prob[0].cpu().numpy()
-            inner = tuple(
-                slice(a - lo_, min(a + c, s) - lo_)
-                for a, lo_, c, s in zip((z0, y0, x0), lo, core, (d, h, w), strict=True)
-            )
-            zc = slice(z0, min(z0 + core[0], d))
-            out = tuple(
-                slice(a, min(a + c, s)) for a, c, s in zip((z0, y0, x0), core, (d, h, w), strict=True)
-            )
-            core_prob = prob[(slice(None), *inner)]
-            prob_out[(slice(None), *out)] = np.round(core_prob * 255).astype(np.uint8)
-            label_out[out] = hard_labels(core_prob, store.task)
-            entropy_sum[zc] += _binary_entropy(core_prob).mean(axis=0).sum(axis=(1, 2))
-            score_sum[zc] += realness[inner].sum(axis=(1, 2))
-            score_n[zc] += (out[1].stop - out[1].start) * (out[2].stop - out[2].start)
+            core_prob = prob[0].cpu().numpy()[(slice(None), *block.inner)]
+            prob_out[(slice(None), *block.core)] = np.round(core_prob * 255).astype(np.uint8)
+            labels[block.core] = hard_labels(core_prob, store.task)
+            for scorer in per_block:
+                voxels = scorer.block_map(model, x, prob).float().cpu().numpy()[block.inner]
+                sums[scorer.array][block.core[0]] += voxels.sum(axis=(1, 2))
     if min_size:
         cleaned = remove_small_components(store[name]["prediction"][...], min_size)
         store.write_array(name, "prediction", cleaned, attrs=meta, overwrite=True)
-    store.write_array(
-        name, "slice_scores", (score_sum / score_n).astype(np.float32), attrs=meta, overwrite=True
-    )
-    if reference is not None:
-        novelty = slice_novelty(model, store, name, reference)
-        limit = {"familiar_limit": reference.limit}  # what select --unfamiliar-first compares with
-        store.write_array(name, "slice_novelty", novelty, attrs={**meta, **limit}, overwrite=True)
-    store.write_array(  # written last: its attributes mark the cube as done
-        name, "slice_entropy", (entropy_sum / (h * w)).astype(np.float32), attrs=meta, overwrite=True
-    )
+    for array, total in sums.items():
+        store.write_array(name, array, (total / (h * w)).astype(np.float32), attrs=meta, overwrite=True)
+    for scorer in predicted_scorers():
+        scored = None if scorer.per_block else scorer.cube_values(ctx, name)
+        if scored is not None:
+            values, extra = scored
+            store.write_array(name, scorer.array, values.astype(np.float32), attrs={**meta, **extra},
+                              overwrite=True)  # fmt: skip
+    store.update_attrs(name, predicted=dict(settings))
+
+
+def distributed_rank(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    """This process's rank and the world size, from the arguments or the RANK/WORLD_SIZE or
+    SLURM_PROCID/SLURM_NTASKS variables."""
+    rank = int(rank if rank is not None else os.environ.get("RANK", os.environ.get("SLURM_PROCID", 0)))
+    world_size = int(world_size or os.environ.get("WORLD_SIZE", os.environ.get("SLURM_NTASKS", 1)))
+    if not 0 <= rank < world_size:
+        raise InputError(f"rank {rank} is outside world size {world_size}")
+    return rank, world_size
+
+
+def check_model_fits(model, store: CubeStore) -> None:
+    """Refuse a checkpoint trained on other channels or another task than the store's."""
+    if model.hparams.in_channels != len(store.channel_names):
+        raise InputError(
+            f"checkpoint expects {model.hparams.in_channels} channel(s), store '{store.path}' has "
+            f"{len(store.channel_names)} ({store.channel_names}); predict with a model trained on such data"
+        )
+    if model.hparams.get("task", store.task) != store.task:
+        raise InputError(
+            f"the checkpoint's task is '{model.hparams.task}' but store '{store.path}' holds '{store.task}'"
+        )
+
+
+def novelty_source(store_path: str | Path, reference: str | Path | None) -> str:
+    """The novelty reference's name for predict's settings: the labelled train-split cubes of
+    ``reference`` (default: the predicted store); "" with a warning where there are none."""
+    train_cubes = reference_cubes(reference or store_path)
+    if not train_cubes:
+        log.warning(
+            "no labelled train-split cubes in %s: slice_novelty is left out (`tcupgan select --strategy "
+            "novelty` needs it); pass --reference TRAIN_STORE", reference or store_path,
+        )  # fmt: skip
+        return ""
+    where = "this store" if reference is None else Path(reference).resolve()
+    return reference_source(where, "train", len(train_cubes))
 
 
 def predict_store(
@@ -281,69 +305,37 @@ def predict_store(
     (default: this store); without any, novelty is left out with a warning.
 
     Distributed: started once per process (``torchrun``, ``srun``, one per GPU), each process takes every
-    ``world_size``-th cube from ``rank`` (read from the RANK/WORLD_SIZE or SLURM_PROCID/SLURM_NTASKS
-    variables when not given), so each cube has exactly one writer and no process waits on another.
+    ``world_size``-th cube from ``rank`` (read from the environment when not given), so each cube has
+    exactly one writer and no process waits on another.
     """
-    rank = int(rank if rank is not None else os.environ.get("RANK", os.environ.get("SLURM_PROCID", 0)))
-    world_size = int(world_size or os.environ.get("WORLD_SIZE", os.environ.get("SLURM_NTASKS", 1)))
-    if not 0 <= rank < world_size:
-        raise InputError(f"rank {rank} is outside world size {world_size}")
+    rank, world_size = distributed_rank(rank, world_size)
     store = CubeStore(store_path, mode="r+")
     names = list(cubes) if cubes else store.names(split=split)
     missing = [n for n in names if n not in store]  # checked before the split, so every rank agrees
     if missing:
         raise StoreError(f"no cubes {missing[:5]} in '{store.path}' (see `tcupgan info`)")
-    names = names[rank::world_size]
     model = set_precision(load_model(ckpt, device), precision)
-    if model.hparams.in_channels != len(store.channel_names):
-        raise InputError(
-            f"checkpoint expects {model.hparams.in_channels} channel(s), store '{store.path}' has "
-            f"{len(store.channel_names)} ({store.channel_names}); predict with a model trained on such data"
-        )
-    if model.hparams.get("task", store.task) != store.task:
-        raise InputError(
-            f"the checkpoint's task is '{model.hparams.task}' but store '{store.path}' holds '{store.task}'"
-        )
-    roi = roi or model.hparams.val_roi or (16, 128, 128)
-    fingerprint = checkpoint_fingerprint(ckpt)
-    roi = [int(r) for r in roi]
+    check_model_fits(model, store)
+    roi = [int(r) for r in roi or model.hparams.val_roi or (16, 128, 128)]
     if isinstance(min_size, Mapping):  # JSON attrs keep string keys: compare like with like
         min_size = {str(k): int(v) for k, v in min_size.items()}
-    # the reference is named here (its store and cube count) but fitted, a discriminator pass over up to
-    # 32 train cubes, only once a cube needs predicting: a rerun that has nothing to do stays cheap
-    reference_path = reference or store_path
-    train_cubes = reference_cubes(reference_path)
-    where = "this store" if reference is None else Path(reference).resolve()
-    source = reference_source(where, "train", len(train_cubes)) if train_cubes else ""
-    if not source:
-        log.warning(
-            "no labelled train-split cubes in %s: slice_novelty is left out (`tcupgan select --strategy "
-            "novelty` needs it); pass --reference TRAIN_STORE", reference_path,
-        )  # fmt: skip
+    ctx = ScoringContext(model, store, reference or store_path, novelty_source(store_path, reference))
     settings = {
-        "checkpoint": fingerprint, "overlap": overlap, "tta": tta, "min_size": min_size,
-        "precision": precision, "novelty_reference": source,
+        "checkpoint": checkpoint_fingerprint(ckpt), "overlap": overlap, "tta": tta, "min_size": min_size,
+        "precision": precision, "novelty_reference": ctx.reference_source,
+        "scores": [s.name for s in predicted_scorers()],
     }  # fmt: skip
-    novelty_reference = None
     report = PredictReport()
-    for name in tqdm(names, desc="predict", unit="cube", disable=None):
-        cube = store[name]
-        done = (
-            "slice_entropy" in cube and {k: cube["slice_entropy"].attrs.get(k) for k in settings} == settings
-        )
-        if done and not overwrite:
+    for name in tqdm(names[rank::world_size], desc="predict", unit="cube", disable=None):
+        if store[name].attrs.get("predicted") == settings and not overwrite:
             report.skipped.append(name)
             continue
-        if settings["novelty_reference"] and novelty_reference is None:
-            novelty_reference = fit_reference(model, reference_path, source=source)
-            if novelty_reference is None:
-                log.warning("the train cubes of %s have no slices with content: no novelty", reference_path)
-                settings["novelty_reference"] = ""
-        redo = overwrite or any(key in cube for key in OUTPUTS)  # outputs of another checkpoint or a crash
-        predict_cube(
-            model, store, name, roi=roi, overlap=overlap, tta=tta, min_size=min_size, fingerprint=fingerprint,
-            overwrite=redo, reference=novelty_reference,
-        )  # fmt: skip
+        if ctx.reference_source and ctx.reference is None:
+            log.warning("the train cubes of %s have no slices with content: no novelty", ctx.reference_store)
+            ctx.reference_source = settings["novelty_reference"] = ""
+        redo = overwrite or any(key in store[name] for key in ("probability", "prediction"))
+        predict_cube(ctx, name, roi=roi, settings=settings, overlap=overlap, tta=tta, min_size=min_size,
+                     overwrite=redo)  # fmt: skip
         report.predicted.append(name)
     return report
 
@@ -353,59 +345,59 @@ def predict_files(
     inputs: Sequence[str | Path],
     out: str | Path,
     *,
-    roi: Sequence[int] | None = None,
-    overlap: float = 0.25,
-    tta: bool = False,
-    min_size: int | Mapping[int, int] = 0,
     device: str = "cpu",
-    precision: str = "32",
+    **options: Any,
 ) -> list[Path]:
     """A quick run without a store: predict files and write label maps to ``out``.
 
     Inputs are NIfTI volumes, TIFF stacks, 2D images, or BraTS case folders. They are ingested into a
-    temporary store (the same validation as ``tcupgan ingest``), predicted, and each prediction is exported
-    as ``<name>_pred.nii.gz`` (NIfTI inputs and BraTS cases, source affine), ``.tif`` or ``.png``.
+    temporary store (the same validation as ``tcupgan ingest``), predicted with ``options`` (those of
+    :func:`predict_store`), and each prediction is exported as ``<name>_pred.nii.gz`` (NIfTI inputs and
+    BraTS cases, source affine), ``.tif`` or ``.png``.
     """
     import tempfile
 
     from tcupgan.data.export import export_cube
+
+    hp = load_model(ckpt).hparams
+    with tempfile.TemporaryDirectory(prefix="tcupgan-predict-") as tmp:
+        store_path = Path(tmp) / "inputs.zarr"
+        formats = _ingest_inputs(inputs, store_path, hp)
+        predict_store(ckpt, store_path, device=device, **options)
+        return [
+            export_cube(store_path, name, Path(out) / f"{name}_pred{suffix}", what="prediction")
+            for name, suffix in formats.items()
+        ]
+
+
+def _ingest_inputs(inputs: Sequence[str | Path], store_path: Path, hp: Mapping) -> dict[str, str]:
+    """Each input as a cube of a new store made for the model ``hp`` describes; per cube, the suffix
+    its prediction is exported with."""
     from tcupgan.data.ingest import cube_name, ingest_brats
     from tcupgan.data.readers import read_image, read_nifti, read_stack
 
-    hp = load_model(ckpt).hparams
-    out = Path(out)
-    written = []
-    with tempfile.TemporaryDirectory(prefix="tcupgan-predict-") as tmp:
-        store_path = Path(tmp) / "inputs.zarr"
-        formats = {}
-        for path in map(Path, inputs):
-            if path.is_dir():
-                for case in ingest_brats(path, store_path).written:
-                    formats[case] = ".nii.gz"
-                continue
-            name = cube_name(path)
-            if path.name.lower().endswith((".nii", ".nii.gz")):
-                vol, suffix = read_nifti(path), ".nii.gz"
-                vol.data = vol.data[None]
-            elif path.suffix.lower() in (".tif", ".tiff"):
-                vol, suffix = read_stack(path), ".tif"
-            else:
-                vol, suffix = read_image(path), ".png"
-            if vol.data.shape[0] != hp.in_channels:
-                raise InputError(
-                    f"'{path}' has {vol.data.shape[0]} channel(s); the model expects {hp.in_channels}"
-                )
-            channels = [f"channel{i}" for i in range(hp.in_channels)]
-            store = CubeStore.create(
-                store_path, task=hp.get("task", "binary"), channel_names=channels,
-                class_names=hp.class_names or ["foreground"], exist_ok=True,
-            )  # fmt: skip
-            store.write_cube(name, vol.data, attrs=vol.meta)
-            formats[name] = suffix
-        predict_store(
-            ckpt, store_path, roi=roi, overlap=overlap, tta=tta, min_size=min_size, device=device,
-            precision=precision,
+    formats = {}
+    for path in map(Path, inputs):
+        if path.is_dir():
+            formats |= dict.fromkeys(ingest_brats(path, store_path).written, ".nii.gz")
+            continue
+        if path.name.lower().endswith((".nii", ".nii.gz")):
+            vol, suffix = read_nifti(path), ".nii.gz"
+            vol.data = vol.data[None]
+        elif path.suffix.lower() in (".tif", ".tiff"):
+            vol, suffix = read_stack(path), ".tif"
+        else:
+            vol, suffix = read_image(path), ".png"
+        if vol.data.shape[0] != hp.in_channels:
+            raise InputError(
+                f"'{path}' has {vol.data.shape[0]} channel(s); the model expects {hp.in_channels}"
+            )
+        channels = [f"channel{i}" for i in range(hp.in_channels)]
+        store = CubeStore.create(
+            store_path, task=hp.get("task", "binary"), channel_names=channels,
+            class_names=hp.class_names or ["foreground"], exist_ok=True,
         )  # fmt: skip
-        for name, suffix in formats.items():
-            written.append(export_cube(store_path, name, out / f"{name}_pred{suffix}", what="prediction"))
-    return written
+        name = cube_name(path)
+        store.write_cube(name, vol.data, attrs=vol.meta)
+        formats[name] = suffix
+    return formats

@@ -1,9 +1,10 @@
-"""Slice selection: rank the slices of predicted cubes for volunteers."""
+"""Slice selection: rank the slices of predicted cubes by a registered scorer and pick a budget of them
+for volunteers; the selection CSV."""
 
 from tcupgan.selection.select import (
-    CALIBRATIONS,
+    DEFAULT_STRATEGY,
     SAMPLINGS,
-    STRATEGIES,
+    SelectionRules,
     read_selection,
     sampling_for,
     select_slices,
@@ -11,9 +12,9 @@ from tcupgan.selection.select import (
 )
 
 __all__ = [
-    "CALIBRATIONS",
+    "DEFAULT_STRATEGY",
     "SAMPLINGS",
-    "STRATEGIES",
+    "SelectionRules",
     "read_selection",
     "sampling_for",
     "select_slices",

@@ -1,9 +1,7 @@
 """TCuP-GAN training: generator and PatchGAN discriminator under manual optimisation.
 
 Generator loss = ``seg_weight`` x segmentation loss + BCE(D(image, sigmoid(logits)), real).
-Discriminator loss = ½ [BCE(D(image, target), real) + BCE(D(image, sigmoid(logits)), fake)], where with
-``disc_corrupted`` > 0 part of the fake term is spent on corrupted true masks (:func:`corrupted_masks`),
-and with ``disc_degraded`` > 0 part of the loss on degraded crops (:func:`degraded_images`).
+Discriminator loss = ½ [BCE(D(image, target), real) + BCE(D(image, sigmoid(logits)), fake)].
 ``freeze="generator"`` with ``init_from`` trains the discriminator alone against a finished generator.
 Two optimisers (NAdam, the paper's learning rates), step-decayed learning rates, gradient clipping, and a
 guard that stops on NaN/Inf instead of writing a broken checkpoint.
@@ -24,7 +22,6 @@ from monai.metrics import DiceMetric
 
 from tcupgan.errors import ConfigError, TrainingDivergedError
 from tcupgan.models import PatchDiscriminator, TCuPGenerator
-from tcupgan.training.fakes import corrupted_masks, degraded_images
 from tcupgan.training.transfer import freeze, transfer_weights, uncompiled
 
 __all__ = [
@@ -89,10 +86,6 @@ class TCuPGAN(L.LightningModule):
         bidirectional: ConvLSTMs walk the slices both ways.
         dropout: generator dropout after encoder levels.
         norm: generator/discriminator normalisation (instance per slice, batch, none).
-        disc_norm: the discriminator's own normalisation, where it should differ from ``norm`` (None: as
-            ``norm``). ``none`` keeps each slice's contrast, blur and noise in every block, which per-slice
-            instance norm removes; on a new imaging domain its verdict then read the weaker activations
-            as *real* (docs/selection-study.md), so the paper's instance norm stays the default.
         disc_width: discriminator first-layer filters.
         disc_layers: discriminator strided blocks.
         depth_kernel: discriminator depth kernel (1 = per slice as in the paper, 3 = cubic).
@@ -115,11 +108,6 @@ class TCuPGAN(L.LightningModule):
             ``all-but-head`` or ``generator`` (all: the discriminator then trains alone against it).
         pretrained_lr_scale: learning-rate factor for loaded generator layers (e.g. 0.1).
         reset_discriminator: with ``init_from``: start the discriminator fresh instead of reusing it.
-        disc_corrupted: share of the discriminator's fake term spent on corrupted true masks
-            (:func:`corrupted_masks`) instead of the generator's output; 0 is the paper.
-        disc_degraded: share of the discriminator's loss spent on degraded crops (:func:`degraded_images`):
-            real = (degraded crop, true mask), fake = (degraded crop, the generator's mask on it); 0 is
-            the paper. The generator does not learn from them.
     """
 
     def __init__(
@@ -132,7 +120,6 @@ class TCuPGAN(L.LightningModule):
         bidirectional: bool = False,
         dropout: float = 0.0,
         norm: str = "instance",
-        disc_norm: str | None = None,
         disc_width: int = 16,
         disc_layers: int = 4,
         depth_kernel: int = 1,
@@ -150,13 +137,8 @@ class TCuPGAN(L.LightningModule):
         freeze: str = "none",
         pretrained_lr_scale: float = 1.0,
         reset_discriminator: bool = False,
-        disc_corrupted: float = 0.0,
-        disc_degraded: float = 0.0,
     ) -> None:
         super().__init__()
-        for name, share in (("disc_corrupted", disc_corrupted), ("disc_degraded", disc_degraded)):
-            if not 0 <= share < 1:
-                raise ConfigError(f"{name} must be in [0, 1), got {share}")
         if freeze == "generator" and not (adversarial and init_from):
             raise ConfigError(
                 "freeze=generator trains the discriminator alone: it needs adversarial=true and init_from "
@@ -173,7 +155,7 @@ class TCuPGAN(L.LightningModule):
             width=disc_width,
             n_layers=disc_layers,
             depth_kernel=depth_kernel,
-            norm=disc_norm or norm,
+            norm=norm,
         )
         self.seg_loss = make_seg_loss(seg_loss)
         self.class_names = list(class_names or [f"class{i}" for i in range(out_channels)])
@@ -285,42 +267,16 @@ class TCuPGAN(L.LightningModule):
             self._step_optimizer(opt_g, g_loss)
             logs |= {"train/adv_loss": adv.detach(), "train/g_loss": g_loss.detach()}
         if self.hparams.adversarial:
-            fake_loss = self._bce(self.discriminator(image, fake.detach()), real=False)
-            share = self.hparams.disc_corrupted
-            if share:
-                wrong, changed = corrupted_masks(target)
-                changed = changed if slices is None else changed & slices
-                if changed.any():
-                    corrupted = self._bce(self.discriminator(image, wrong), real=False, slices=changed)
-                    fake_loss = (1 - share) * fake_loss + share * corrupted
             d_loss = 0.5 * (
-                self._bce(self.discriminator(image, target), real=True, slices=slices) + fake_loss
+                self._bce(self.discriminator(image, target), real=True, slices=slices)
+                + self._bce(self.discriminator(image, fake.detach()), real=False)
             )
-            if self.hparams.disc_degraded:
-                d_loss = self._mix_degraded(d_loss, image, target, slices)
             self._check_finite("the discriminator loss", d_loss, batch)
             self._step_optimizer(opt_d, d_loss)
             logs["train/d_loss"] = d_loss.detach()
         self.log_dict(
             logs, prog_bar=True, on_step=True, on_epoch=True, batch_size=image.shape[0], sync_dist=True
         )
-
-    def _mix_degraded(
-        self, d_loss: torch.Tensor, image: torch.Tensor, target: torch.Tensor, slices: torch.Tensor | None
-    ) -> torch.Tensor:
-        """``d_loss`` with ``disc_degraded`` of it spent on degraded crops (:func:`degraded_images`)."""
-        training = self.generator.training
-        self.generator.eval()  # fakes as predict makes them; batch norm's running statistics untouched
-        with torch.no_grad():
-            worse = degraded_images(image)
-            worse_fake = torch.sigmoid(self.generator(worse))
-        self.generator.train(training)
-        worse_loss = 0.5 * (
-            self._bce(self.discriminator(worse, target), real=True, slices=slices)
-            + self._bce(self.discriminator(worse, worse_fake), real=False)
-        )
-        share = self.hparams.disc_degraded
-        return (1 - share) * d_loss + share * worse_loss
 
     def on_train_epoch_end(self) -> None:
         schedulers = self.lr_schedulers()  # one, not a list, when the generator is frozen

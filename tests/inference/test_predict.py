@@ -9,11 +9,12 @@ import pytest
 from tcupgan.cli.main import main
 from tcupgan.data import CubeStore, export_cube, synthesize
 from tcupgan.data.export import cube_affine
+from tcupgan.data.transforms import content_fraction
 from tcupgan.errors import InputError
 from tcupgan.inference import hard_labels, predict_store
 from tcupgan.inference import predict as predict_mod
+from tcupgan.inference import scorers as scorers_mod
 from tcupgan.inference.predict import remove_small_components
-from tcupgan.selection.select import content_fraction
 from tcupgan.training import CubeDataModule, TCuPGAN
 
 
@@ -49,7 +50,7 @@ def test_predict_writes_outputs_for_odd_sizes(trained):
     pred = cube["prediction"][...]
     assert pred.shape == (10, 50, 45) and set(np.unique(pred)) <= {0, 1}
     np.testing.assert_array_equal(pred, (cube["probability"][0] > 127).astype(np.uint8))
-    scores, entropy = cube["slice_scores"][...], cube["slice_entropy"][...]
+    scores, entropy = cube["slice_realness"][...], cube["slice_entropy"][...]
     assert scores.shape == (10,) and scores.min() >= 0 and scores.max() <= 1
     assert entropy.shape == (10,) and entropy.min() >= 0 and entropy.max() <= 1
 
@@ -89,11 +90,11 @@ def test_novelty_measures_distance_from_the_labelled_training_slices(trained, tm
     for name in ("inverted", "fatchecker-shift-s6-0000"):
         median = np.median(CubeStore(odd)[name]["slice_novelty"][...])
         assert median > np.percentile(familiar, 90) and median > np.percentile(unseen, 90), name
-    # the largest distance of the reference's own slices is recorded for select --unfamiliar-first
+    # the largest distance of the reference's own slices is recorded with the scores
     limit = CubeStore(odd)["inverted"]["slice_novelty"].attrs["familiar_limit"]
     assert limit == pytest.approx(reference.limit)
     store = CubeStore(store_path)
-    own = [store[n]["slice_novelty"][...][content_fraction(store, n) >= 0.05] for n in train]
+    own = [store[n]["slice_novelty"][...][content_fraction(store[n]) >= 0.05] for n in train]
     assert np.concatenate(own).max() == pytest.approx(limit, rel=1e-5)
     shifted = CubeStore(odd)["fatchecker-shift-s6-0000"]["slice_novelty"][...]
     assert (shifted > limit).all()  # every slice of the new domain lies beyond it
@@ -113,12 +114,12 @@ def test_rerun_skips_and_interrupted_run_resumes(trained, tmp_path, monkeypatch)
     real = predict_mod.predict_cube
     calls = []
 
-    def crash_mid_second_cube(model, store, name, **kwargs):
+    def crash_mid_second_cube(ctx, name, **kwargs):
         calls.append(name)
         if len(calls) == 2:  # die inside the second cube, after its probability writer started
-            with store.array_writer(name, "probability", (1, 10, 50, 45), "uint8"):
+            with ctx.store.array_writer(name, "probability", (1, 10, 50, 45), "uint8"):
                 raise KeyboardInterrupt
-        return real(model, store, name, **kwargs)
+        return real(ctx, name, **kwargs)
 
     monkeypatch.setattr(predict_mod, "predict_cube", crash_mid_second_cube)
     with pytest.raises(KeyboardInterrupt):
@@ -129,7 +130,7 @@ def test_rerun_skips_and_interrupted_run_resumes(trained, tmp_path, monkeypatch)
     report = predict_store(ckpt, store_path, roi=(8, 32, 32))
     assert report.skipped == names[:1] and report.predicted == names[1:]
     fitted = []
-    monkeypatch.setattr(predict_mod, "fit_reference", lambda *a, **k: fitted.append(a))
+    monkeypatch.setattr(scorers_mod, "fit_reference", lambda *a, **k: fitted.append(a))
     assert predict_store(ckpt, store_path, roi=(8, 32, 32)).skipped == names
     assert not fitted  # nothing to predict: no discriminator pass over the train cubes for the reference
     assert "slice_novelty" in CubeStore(store_path)[names[0]]  # there is a reference: its train cubes
@@ -163,7 +164,8 @@ def test_cli_predict(trained, capsys):
         "32",
     ]
     assert main(args) == 0
-    assert "already done" in capsys.readouterr().out
+    val = CubeStore(store_path).names(split="val")
+    assert f"0 cube(s) predicted, {len(val)} already done" in capsys.readouterr().out
 
 
 def test_hard_labels_follow_task_rules():
@@ -271,7 +273,7 @@ def test_bf16_precision_matches_float32_and_is_its_own_setting(trained, tmp_path
 
     def outputs():
         cube = CubeStore(store_path)[name]
-        return cube["probability"][0].astype(int), cube["slice_scores"][...], dict(cube["prediction"].attrs)
+        return cube["probability"][0].astype(int), cube["slice_realness"][...], dict(cube["prediction"].attrs)
 
     predict_store(ckpt, store_path, roi=(8, 32, 32))
     prob32, scores32, attrs32 = outputs()
@@ -285,3 +287,33 @@ def test_bf16_precision_matches_float32_and_is_its_own_setting(trained, tmp_path
     assert predict_store(ckpt, store_path, roi=(8, 32, 32), precision="bf16").skipped == [name]
     with pytest.raises(InputError, match="precision must be one of"):
         predict_store(ckpt, store_path, precision="fp8")
+
+
+def test_a_registered_scorer_is_written_by_predict_and_ranked_by_select(trained, tmp_path, monkeypatch):
+    """A new slice score is one small class and one registration: predict writes ``slice_<name>``,
+    select ranks by it, and the selection CSV gets its column."""
+    from tcupgan.data.transforms import normalise
+    from tcupgan.inference.scorers import SliceScorer, register
+    from tcupgan.selection import SelectionRules, select_slices, write_selection
+
+    class Brightness(SliceScorer):
+        name, array, per_block = "brightness", "slice_brightness", True
+
+        def block_map(self, model, image, prob):
+            return image[0].mean(dim=0)
+
+    monkeypatch.setattr(scorers_mod, "SCORERS", dict(scorers_mod.SCORERS))
+    register(Brightness())
+    _, ckpt = trained
+    store_path = tmp_path / "toy.zarr"
+    synthesize("fatchecker", store_path, n=2, seed=3, shape=(10, 50, 45))
+    predict_store(ckpt, store_path, roi=(8, 32, 32))
+    cube = CubeStore(store_path)[CubeStore(store_path).names()[0]]
+    expected = normalise(cube.image[...], cube.attrs)[0].mean(axis=(1, 2))
+    np.testing.assert_allclose(cube["slice_brightness"][...], expected, rtol=1e-5)
+    rows = select_slices(store_path, 3, strategy="brightness", rules=SelectionRules(min_gap=1))
+    every = np.concatenate([CubeStore(store_path)[n]["slice_brightness"][...] for n in CubeStore(store_path)])
+    assert rows[0]["brightness"] == pytest.approx(every.max()) and rows[0]["strategy"] == "brightness"
+    assert [r["brightness"] for r in rows] == sorted((r["brightness"] for r in rows), reverse=True)
+    with open(write_selection(rows, tmp_path / "sel.csv")) as f:
+        assert "brightness" in next(csv.reader(f))

@@ -8,31 +8,53 @@ from PIL import Image
 from tcupgan.cli.main import build_parser, main
 from tcupgan.data import CubeStore
 from tcupgan.errors import InputError, StoreError
+from tcupgan.inference import scorers
+from tcupgan.inference.scorers import Realness, SliceScorer, register
 from tcupgan.selection import (
-    CALIBRATIONS,
     SAMPLINGS,
+    SelectionRules,
     read_selection,
     sampling_for,
     select_slices,
     write_selection,
 )
 from tcupgan.zooniverse import render_subjects
-from tcupgan.zooniverse.render import MAX_BYTES, MAX_SIDE
+from tcupgan.zooniverse.render import MAX_BYTES, MAX_SIDE, MIN_SIDE
 
 
 def scored_store(path, realness_by_cube: dict, background: dict | None = None):
-    """A store whose cubes have the given slice realness (entropy: the same reversed); ``background``: per
-    cube, slices left empty."""
+    """A store whose cubes have the given slice realness (entropy: the same reversed), as one predict run
+    wrote them; ``background``: per cube, slices left empty."""
     store = CubeStore.create(path, task="binary", channel_names=["em"], class_names=["fg"])
     rng = np.random.default_rng(0)
+    run = {"checkpoint": "abc"}
     for name, realness in realness_by_cube.items():
         image = rng.random((1, len(realness), 40, 30), dtype=np.float32) + 1
         image[:, (background or {}).get(name, [])] = 0
         store.write_cube(name, image, (image[0] > 1.5).astype(np.uint8))
-        store.write_array(name, "prediction", (image[0] > 1.6).astype(np.uint8), attrs={"checkpoint": "abc"})
-        store.write_array(name, "slice_scores", np.array(realness, np.float32))
-        store.write_array(name, "slice_entropy", np.array(realness[::-1], np.float32))
+        store.write_array(name, "prediction", (image[0] > 1.6).astype(np.uint8), attrs=run)
+        store.write_array(name, "slice_realness", np.array(realness, np.float32), attrs=run)
+        store.write_array(name, "slice_entropy", np.array(realness[::-1], np.float32), attrs=run)
     return path
+
+
+@pytest.fixture()
+def registry(monkeypatch):
+    """A registry of the test's own: scorers registered in it are gone after the test."""
+    monkeypatch.setattr(scorers, "SCORERS", dict(scorers.SCORERS))
+    return scorers.SCORERS
+
+
+@pytest.fixture(autouse=True)
+def verdict_alone(registry):
+    """The realness strategy ranks by each slice's own verdict (context 1) unless a test says otherwise:
+    the rules are easier to read without the neighbours' mean."""
+    register(Realness(context=1))
+
+
+def pick(path, budget, *, per_cube=None, min_gap=2, strategy="realness", **kwargs):
+    rules = SelectionRules(per_cube=per_cube, min_gap=min_gap)
+    return select_slices(path, budget, strategy=strategy, rules=rules, **kwargs)
 
 
 @pytest.fixture()
@@ -44,7 +66,7 @@ def scored(tmp_path):
 
 
 def test_discriminator_picks_lowest_realness_with_gap_cap_and_content(scored):
-    rows = select_slices(scored, 4, per_cube=2, min_gap=2, context=1, sampling="top")
+    rows = pick(scored, 4, per_cube=2, min_gap=2, sampling="top")
     picked = [(r["cube"], r["slice"]) for r in rows]
     # b/0 is empty; a/1 (0.10), a/2 too close (gap 2), a/4 (0.20), then a is capped at 2: b/2, b/4
     assert picked == [("a", 1), ("a", 4), ("b", 2), ("b", 4)]
@@ -55,53 +77,19 @@ def test_corrected_slices_are_not_sent_again_and_keep_their_neighbours_away(scor
     store = CubeStore(scored, mode="r+")
     corrections = np.zeros((6, 40, 30), np.uint8)
     store.write_array("a", "corrections", corrections, attrs={"slices": {"1": {"subject": "7"}}})
-    picked = [
-        (r["cube"], r["slice"])
-        for r in select_slices(scored, 4, per_cube=2, min_gap=2, context=1, sampling="top")
-    ]
+    picked = [(r["cube"], r["slice"]) for r in pick(scored, 4, per_cube=2, min_gap=2, sampling="top")]
     # a/1 (0.10) was corrected in an earlier round and a/2 (0.15) is its neighbour; then a/4, b/2, b/4 (b is
     # capped); a/5, a/3 are next to a/4 and a/0 next to the corrected a/1: three picks for a budget of four
     assert picked == [("a", 4), ("b", 2), ("b", 4)]
-    without = [
-        (r["cube"], r["slice"])
-        for r in select_slices(scored, 4, per_cube=2, min_gap=1, context=1, sampling="top")
-    ]
+    without = [(r["cube"], r["slice"]) for r in pick(scored, 4, per_cube=2, min_gap=1, sampling="top")]
     assert ("a", 2) in without and ("a", 1) not in without  # gap 1: neighbours allowed, the slice never
 
 
-def test_position_calibration_ranks_a_slice_against_the_same_depth_of_the_other_cubes(tmp_path):
-    """Every cube's first slice looks worst (the ConvLSTM has no memory there); calibrated, c/3, far below
-    the other cubes' slice 3, ranks first. Cube d is shorter: the depths it lacks leave it out of their
-    median."""
-    realness = {
-        "a": [0.10, 0.8, 0.8, 0.8, 0.8, 0.8],
-        "b": [0.12, 0.8, 0.8, 0.8, 0.8, 0.8],
-        "c": [0.14, 0.8, 0.8, 0.3, 0.8, 0.8],
-        "d": [0.11, 0.8, 0.8, 0.8],
-    }
-    path = scored_store(tmp_path / "p.zarr", realness)
-    uncalibrated = select_slices(path, 2, min_gap=1, context=1, sampling="top")
-    assert [(r["cube"], r["slice"]) for r in uncalibrated] == [("a", 0), ("d", 0)]
-    rows = select_slices(path, 2, min_gap=1, context=1, calibrate="position", sampling="top")
-    assert (rows[0]["cube"], rows[0]["slice"], rows[0]["realness"]) == ("c", 3, pytest.approx(0.3))
-    assert rows[0]["priority"] == pytest.approx(1 - (0.3 - 0.8))
-    assert (rows[1]["cube"], rows[1]["slice"]) == ("a", 0)  # 0.10 - median(0.10, 0.12, 0.14, 0.11) = -0.015
-    out = tmp_path / "sel.csv"
-    command = ["select", "--store", str(path), "--budget", "1", "--min-gap", "1", "--context", "1"]
-    assert main([*command, "--sampling", "top", "--calibrate", "position", "--out", str(out)]) == 0
-    assert [(r["cube"], r["slice"]) for r in read_selection(out)] == [("c", 3)]
-    with pytest.raises(InputError, match="calibration"):
-        select_slices(path, 1, calibrate="cube")
-    with pytest.raises(InputError, match="2 or more predicted cubes, got 1"):
-        select_slices(path, 1, calibrate="position", cubes=["a"])
-
-
-def test_cli_offers_exactly_the_calibrations_and_samplings_select_knows():
+def test_cli_offers_exactly_the_samplings_select_knows():
     """The CLI spells the choices out (importing select there would pull in MONAI on every command): the
     lists must not drift apart."""
     commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     options = {a.dest: a for a in commands.choices["select"]._actions}
-    assert tuple(options["calibrate"].choices) == CALIBRATIONS
     assert tuple(options["sampling"].choices) == SAMPLINGS
 
 
@@ -110,15 +98,15 @@ def test_softrank_draws_slices_with_probability_one_over_rank(tmp_path):
     softrank draw is seeded, is not the top of the ranking, and picks rank r first with probability
     (1 / r) / H(40): rank 1 about 23% of the time, ranks 1-5 53%, the bottom 20 ranks 16%."""
     path = scored_store(tmp_path / "r.zarr", {"a": np.linspace(0.1, 0.9, 40).tolist()})
-    top = [r["slice"] for r in select_slices(path, 8, min_gap=1, context=1, sampling="top")]
+    top = [r["slice"] for r in pick(path, 8, min_gap=1, sampling="top")]
     assert top == list(range(8))
-    draw = select_slices(path, 8, min_gap=1, context=1, sampling="softrank", seed=1)
-    assert draw == select_slices(path, 8, min_gap=1, context=1, sampling="softrank", seed=1)
+    draw = pick(path, 8, min_gap=1, sampling="softrank", seed=1)
+    assert draw == pick(path, 8, min_gap=1, sampling="softrank", seed=1)
     assert [r["slice"] for r in draw] != top
     assert draw[0]["priority"] == pytest.approx(1 - draw[0]["realness"])  # the strategy's score, as before
 
     def first_pick(seed: int) -> int:
-        return select_slices(path, 1, min_gap=1, context=1, sampling="softrank", seed=seed)[0]["slice"]
+        return pick(path, 1, min_gap=1, sampling="softrank", seed=seed)[0]["slice"]
 
     firsts = np.array([first_pick(seed) for seed in range(400)])
     harmonic = (1 / np.arange(1, 41)).sum()
@@ -127,7 +115,7 @@ def test_softrank_draws_slices_with_probability_one_over_rank(tmp_path):
         assert abs(share - expected) < 0.075, (ranks, share, expected)
     assert abs((firsts >= 20).mean() - (1 / np.arange(21, 41)).sum() / harmonic) < 0.06
     with pytest.raises(InputError, match="sampling"):
-        select_slices(path, 1, sampling="gumbel")
+        pick(path, 1, sampling="gumbel")
 
 
 def test_cubes_sampling_draws_slices_at_random_within_cubes_by_one_over_the_cubes_rank(tmp_path):
@@ -137,120 +125,108 @@ def test_cubes_sampling_draws_slices_at_random_within_cubes_by_one_over_the_cube
     spread = np.linspace(-0.1, 0.1, 10)
     realness = {name: (mean + spread).tolist() for name, mean in (("a", 0.2), ("b", 0.5), ("c", 0.8))}
     path = scored_store(tmp_path / "c.zarr", realness)
-    draw = select_slices(path, 6, min_gap=1, context=1, sampling="cubes", seed=3)
-    assert draw == select_slices(path, 6, min_gap=1, context=1, sampling="cubes", seed=3)
-    firsts = [select_slices(path, 1, min_gap=1, context=1, sampling="cubes", seed=s)[0] for s in range(300)]
+    draw = pick(path, 6, min_gap=1, sampling="cubes", seed=3)
+    assert draw == pick(path, 6, min_gap=1, sampling="cubes", seed=3)
+    firsts = [pick(path, 1, min_gap=1, sampling="cubes", seed=s)[0] for s in range(300)]
     for cube, expected in (("a", 6 / 11), ("b", 3 / 11), ("c", 2 / 11)):
         share = np.mean([r["cube"] == cube for r in firsts])  # binomial sd over 300 draws: at most 0.029
         assert abs(share - expected) < 0.09, (cube, share, expected)
     in_a = [r["slice"] for r in firsts if r["cube"] == "a"]
     assert len(set(in_a)) == 10 and np.mean(np.array(in_a) == 0) < 0.3  # slice 0: a's lowest realness
-    top = select_slices(path, 1, min_gap=1, context=1, sampling="top")[0]
+    top = pick(path, 1, min_gap=1, sampling="top")[0]
     assert (top["cube"], top["slice"]) == ("a", 0)
 
 
 def test_each_strategy_draws_by_default_as_it_was_measured_best(scored):
-    """The default measured best per strategy: the discriminator's top picks cost volunteers more effort
-    than random's in the effort simulation, its softrank draws less; novelty and entropy drawn within
-    their top cubes needed about half of random's slices; hybrid was measured from the top."""
-    top = select_slices(scored, 4, min_gap=1, sampling="top")
+    """The default measured best per strategy: the verdict's top picks cost volunteers more effort than
+    random's in the effort simulation, its softrank draws less; novelty and entropy drawn within their top
+    cubes needed about half of random's slices; hybrid was measured from the top."""
+    top = pick(scored, 4, min_gap=1, sampling="top")
     for seed in (0, 1):
-        default = select_slices(scored, 4, min_gap=1, seed=seed)
-        assert default == select_slices(scored, 4, min_gap=1, seed=seed, sampling="softrank") != top
-    entropy = select_slices(scored, 4, strategy="entropy", min_gap=1, seed=1)
-    cubes = select_slices(scored, 4, strategy="entropy", min_gap=1, seed=1, sampling="cubes")
-    assert entropy == cubes != select_slices(scored, 4, strategy="entropy", min_gap=1, sampling="top")
-    defaults = [sampling_for(s) for s in ("discriminator", "novelty", "entropy", "hybrid", "random")]
-    assert defaults == ["softrank", "cubes", "cubes", "top", None]
+        default = pick(scored, 4, min_gap=1, seed=seed)
+        assert default == pick(scored, 4, min_gap=1, seed=seed, sampling="softrank") != top
+    entropy = pick(scored, 4, strategy="entropy", min_gap=1, seed=1)
+    cubes = pick(scored, 4, strategy="entropy", min_gap=1, seed=1, sampling="cubes")
+    assert entropy == cubes != pick(scored, 4, strategy="entropy", min_gap=1, sampling="top")
+    defaults = [
+        sampling_for(s) for s in ("realness", "discriminator", "novelty", "entropy", "hybrid", "random")
+    ]
+    assert defaults == ["softrank", "softrank", "cubes", "cubes", "top", None]
     assert sampling_for("entropy", "softrank") == "softrank" and sampling_for("random", "top") is None
     with pytest.raises(InputError, match="sampling"):
         sampling_for("random", "gumbel")  # a typo is refused whatever the strategy
 
 
-def test_discriminator_context_averages_realness_over_neighbouring_slices_with_content(scored):
+def test_realness_context_averages_the_verdict_over_neighbouring_slices_with_content(scored):
     """Context 3: a/2 (own realness 0.15) ranks first, as the mean of a/1-a/3 (0.35) is the lowest, not a/1
     (0.10, mean 0.38); b/1's mean leaves out the background slice b/0, (0.5 + 0.3) / 2 = 0.4."""
-    rows = select_slices(scored, 20, min_gap=1, context=3, sampling="top")
+    register(Realness(context=3))
+    rows = pick(scored, 20, min_gap=1, sampling="top")
     assert (rows[0]["cube"], rows[0]["slice"], rows[0]["realness"]) == ("a", 2, pytest.approx(0.15))
     assert rows[0]["priority"] == pytest.approx(1 - 0.35)
     b1 = next(r for r in rows if (r["cube"], r["slice"]) == ("b", 1))
     assert b1["priority"] == pytest.approx(1 - 0.4) and b1["realness"] == pytest.approx(0.5)
-    alone = select_slices(scored, 1, min_gap=1, context=1, sampling="top")
+    register(Realness(context=1))
+    alone = pick(scored, 1, min_gap=1, sampling="top")
     assert alone[0]["slice"] == 1  # the slice alone: a/1
     for bad in (0, 4):
-        with pytest.raises(InputError, match="odd"):
-            select_slices(scored, 1, context=bad)
+        with pytest.raises(ValueError, match="odd"):
+            Realness(context=bad)
 
 
 def test_strategies_and_determinism(scored):
-    entropy = select_slices(scored, 2, strategy="entropy", min_gap=1, sampling="top")
+    entropy = pick(scored, 2, strategy="entropy", min_gap=1, sampling="top")
     assert [(r["cube"], r["slice"]) for r in entropy] == [("a", 5), ("a", 2)]  # highest entropies, b/0 empty
-    first = select_slices(scored, 5, strategy="random", seed=3, min_gap=1)
-    assert first == select_slices(scored, 5, strategy="random", seed=3, min_gap=1)
-    assert first != select_slices(scored, 5, strategy="random", seed=4, min_gap=1)
+    first = pick(scored, 5, strategy="random", seed=3, min_gap=1)
+    assert first == pick(scored, 5, strategy="random", seed=3, min_gap=1)
+    assert first != pick(scored, 5, strategy="random", seed=4, min_gap=1)
     with pytest.raises(InputError, match="strategy"):
-        select_slices(scored, 3, strategy="best")
-
-
-def test_a_given_ranking_replaces_the_strategys_under_the_same_rules(scored):
-    """``ranking``: what a simulation that knows the truth ranks by (the effort benchmark's oracle); the
-    gap, the cap and the content rule still apply, and every ranked cube needs its scores."""
-    ranking = {"a": np.array([0, 5, 4, 0, 3, 0.0]), "b": np.array([9, 0, 0, 2, 0, 1.0])}
-    rows = select_slices(scored, 4, strategy="oracle", ranking=ranking, per_cube=2, min_gap=2)
-    # b/0 (9) has no content; a/1 (5), a/2 too close, a/4 (3), b/3 (2), b/5 (1)
-    assert [(r["cube"], r["slice"]) for r in rows] == [("a", 1), ("a", 4), ("b", 3), ("b", 5)]
-    assert [r["priority"] for r in rows] == [5, 3, 2, 1] and {r["strategy"] for r in rows} == {"oracle"}
-    with pytest.raises(InputError, match=r"no scores for cubes \['b'\]"):
-        select_slices(scored, 2, strategy="oracle", ranking={"a": ranking["a"]})
+        pick(scored, 3, strategy="best")
 
 
 def test_novelty_picks_the_farthest_slices_and_needs_a_fresh_novelty_array(scored):
     store = CubeStore(scored, mode="r+")
     with pytest.raises(StoreError, match="--reference"):
-        select_slices(scored, 2, strategy="novelty")
-    c1 = {"checkpoint": "c1"}
+        select_slices(scored, 2)  # novelty, the default
     for name, novelty in (("a", [1, 9, 2, 3, 8, 1]), ("b", [99, 4, 7, 1, 1, 1])):
-        store.write_array(name, "slice_scores", store[name]["slice_scores"][...], attrs=c1, overwrite=True)
-        store.write_array(name, "slice_novelty", np.array(novelty, np.float32), attrs=c1)
-    rows = select_slices(scored, 3, strategy="novelty", min_gap=2, sampling="top")
+        store.write_array(name, "slice_novelty", np.array(novelty, np.float32), attrs={"checkpoint": "abc"})
+    rows = pick(scored, 3, strategy="novelty", min_gap=2, sampling="top")
     assert [(r["cube"], r["slice"]) for r in rows] == [("a", 1), ("a", 4), ("b", 2)]  # b/0 is empty
     assert [r["novelty"] for r in rows] == [9, 8, 7]
     # hybrid: mean of the novelty and entropy ranks. b/2 and a/2 are high in both (novelty 7 and 2, entropy
     # 0.6 and 0.8) and come before a/4, second by novelty but second-lowest by entropy
-    hybrid = select_slices(scored, 3, strategy="hybrid", min_gap=1)
+    hybrid = pick(scored, 3, strategy="hybrid", min_gap=1)
     assert [(r["cube"], r["slice"]) for r in hybrid] == [("b", 2), ("a", 2), ("a", 1)]
     # a later predict by another checkpoint (without a reference) leaves the old novelty behind: refused
-    store.write_array(
-        "b", "slice_scores", store["b"]["slice_scores"][...], attrs={"checkpoint": "c2"}, overwrite=True
-    )
+    for array in ("prediction", "slice_realness", "slice_entropy"):
+        store.write_array("b", array, store["b"][array][...], attrs={"checkpoint": "c2"}, overwrite=True)
     for strategy in ("novelty", "hybrid"):
         with pytest.raises(StoreError, match="'b' has no slice_novelty"):
-            select_slices(scored, 3, strategy=strategy)
-    assert len(select_slices(scored, 3)) == 3  # the other strategies do not need it
+            pick(scored, 3, strategy=strategy)
+    assert len(pick(scored, 3)) == 3  # the other strategies do not need it
+    assert {r["novelty"] for r in pick(scored, 12, min_gap=1) if r["cube"] == "b"} == {None}
 
 
-def test_unfamiliar_first_puts_slices_beyond_the_training_limit_before_the_verdicts_order(scored):
-    """Slices whose novelty exceeds the training slices' largest (recorded by predict) come first, in the
-    verdict's order, then the familiar ones in the verdict's order; the CSV says which are unfamiliar
-    either way; without the limit: predict again."""
-    store = CubeStore(scored, mode="r+")
-    for name, novelty in (("a", [1, 2, 3, 9, 2, 1]), ("b", [1, 2, 7, 1, 8, 6])):
-        store.write_array(name, "slice_novelty", np.array(novelty, np.float32), attrs={"familiar_limit": 5.0})
-    rows = select_slices(scored, 5, context=1, min_gap=1, sampling="top", unfamiliar_first=True)
-    # unfamiliar a/3 (realness 0.8), b/2 (0.3), b/4 (0.4), b/5 (0.9): by realness b/2, b/4, a/3, b/5; then
-    # the familiar by realness: a/1 (0.1); the verdict alone would start a/1, a/2, a/4, b/2
-    assert [(r["cube"], r["slice"]) for r in rows] == [("b", 2), ("b", 4), ("a", 3), ("b", 5), ("a", 1)]
-    assert [r["unfamiliar"] for r in rows] == [True] * 4 + [False]
-    plain = select_slices(scored, 5, context=1, min_gap=1, sampling="top")  # the column, not the order
-    assert [(r["cube"], r["slice"], r["unfamiliar"]) for r in plain[:2]] == [("a", 1, False), ("a", 2, False)]
-    store.write_array("b", "slice_novelty", np.ones(6, np.float32), attrs={}, overwrite=True)
-    with pytest.raises(StoreError, match="'b' has novelty from a predict run .* --overwrite"):
-        select_slices(scored, 3, unfamiliar_first=True)
-    assert {r["unfamiliar"] for r in select_slices(scored, 12, min_gap=1) if r["cube"] == "b"} == {None}
+def test_a_scorer_of_ones_own_ranks_under_the_same_rules(scored):
+    """A ranking that knows the truth (a simulation's oracle) is a registered scorer like any other: the
+    gap, the cap and the content rule still apply to it."""
+    ranking = {"a": np.array([0, 5, 4, 0, 3, 0.0]), "b": np.array([9, 0, 0, 2, 0, 1.0])}
+
+    class Given(SliceScorer):
+        name = "oracle"
+
+        def priority(self, pool, rng):
+            return pool.per_cube(ranking.get)
+
+    register(Given())
+    rows = pick(scored, 4, strategy="oracle", per_cube=2, min_gap=2)
+    # b/0 (9) has no content; a/1 (5), a/2 too close, a/4 (3), b/3 (2), b/5 (1)
+    assert [(r["cube"], r["slice"]) for r in rows] == [("a", 1), ("a", 4), ("b", 3), ("b", 5)]
+    assert [r["priority"] for r in rows] == [5, 3, 2, 1] and {r["strategy"] for r in rows} == {"oracle"}
 
 
 def test_render_frames_respect_zooniverse_limits_and_ids_are_stable(scored, tmp_path):
-    selection = write_selection(select_slices(scored, 3), tmp_path / "sel.csv")
+    selection = write_selection(pick(scored, 3), tmp_path / "sel.csv")
     manifest = render_subjects(scored, selection, tmp_path / "subjects")
     with open(manifest) as f:
         rows = list(csv.DictReader(f))
@@ -261,7 +237,7 @@ def test_render_frames_respect_zooniverse_limits_and_ids_are_stable(scored, tmp_
             path = tmp_path / "subjects" / frame
             assert path.stat().st_size < MAX_BYTES
             with Image.open(path) as im:
-                assert max(im.size) <= MAX_SIDE and min(im.size) >= 30
+                assert max(im.size) == MIN_SIDE  # 40 x 30 slices, enlarged for volunteers
         assert row["#checkpoint"] == "abc"
     again = render_subjects(scored, selection, tmp_path / "subjects2")
     with open(again) as f:
@@ -295,7 +271,8 @@ def test_bad_selection_and_missing_predictions(scored, tmp_path):
 
 
 def test_cli_select_and_render(scored, tmp_path, capsys):
-    assert main(["select", "--store", str(scored), "--budget", "3", "--out", str(tmp_path / "sel.csv")]) == 0
+    command = ["select", "--store", str(scored), "--budget", "3", "--strategy", "discriminator"]
+    assert main([*command, "--out", str(tmp_path / "sel.csv")]) == 0
     assert (
         main(
             [

@@ -83,9 +83,7 @@ def test_fit_on_corrections_alone(store, tmp_path):
     val = source[source.names(split="val")[0]]
     target.write_cube("val", val.image[...], val.label[...], attrs={"split": "val"})
     data = CubeDataModule(str(only), crop_size=(6, 32, 32), batch_size=2, samples_per_epoch=4, num_workers=0)
-    model = TCuPGAN(  # corrupted masks too: made from labelled slices only
-        data.in_channels, data.out_channels, data.class_names, disc_corrupted=0.5, **SMALL_MODEL
-    )
+    model = TCuPGAN(data.in_channels, data.out_channels, data.class_names, **SMALL_MODEL)
     before = {k: v.clone() for k, v in model.generator.state_dict().items()}
     trainer = L.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_progress_bar=False,
                         enable_model_summary=False, default_root_dir=tmp_path)  # fmt: skip

@@ -7,7 +7,7 @@ import pytest
 from skimage.draw import disk
 
 from tcupgan.data import CubeStore
-from tcupgan.selection import select_slices, write_selection
+from tcupgan.selection import SelectionRules, select_slices, write_selection
 from tcupgan.zooniverse import render_subjects
 from tcupgan.zooniverse.sandbox import Sandbox
 
@@ -28,13 +28,16 @@ def store_path(tmp_path):
         name = f"cube{c}"
         store.write_cube(name, image, label)
         store.write_array(name, "prediction", pred, attrs={"checkpoint": "ckpt"})
-        store.write_array(name, "slice_scores", rng.random(8).astype(np.float32))
+        store.write_array(
+            name, "slice_realness", rng.random(8).astype(np.float32), attrs={"checkpoint": "ckpt"}
+        )
     return tmp_path / "loop.zarr"
 
 
 @pytest.fixture()
 def subjects(store_path, tmp_path):
-    selection = write_selection(select_slices(store_path, 32, min_gap=1), tmp_path / "selection.csv")
+    rows = select_slices(store_path, 32, strategy="realness", rules=SelectionRules(min_gap=1))
+    selection = write_selection(rows, tmp_path / "selection.csv")
     render_subjects(store_path, selection, tmp_path / "subjects")
     return tmp_path / "subjects"
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from tcupgan.data import CubeStore, synthesize
-from tcupgan.selection import select_slices, write_selection
+from tcupgan.selection import SelectionRules, select_slices, write_selection
 from tcupgan.zooniverse import render_subjects
 from tcupgan.zooniverse.sandbox import Sandbox
 from tcupgan.zooniverse.upload import upload_until_complete
@@ -37,8 +37,11 @@ def make_subjects(tmp: Path, n: int) -> Path:
     rng = np.random.default_rng(0)
     for name in store.names():
         store.write_array(name, "prediction", store[name].label[...], attrs={"checkpoint": "bench"})
-        store.write_array(name, "slice_scores", rng.random(16).astype(np.float32))
-    selection = write_selection(select_slices(store_path, n, min_gap=1), tmp / "sel.csv")
+        store.write_array(
+            name, "slice_realness", rng.random(16).astype(np.float32), attrs={"checkpoint": "bench"}
+        )
+    rows = select_slices(store_path, n, strategy="realness", rules=SelectionRules(min_gap=1))
+    selection = write_selection(rows, tmp / "sel.csv")
     render_subjects(store_path, selection, tmp / "subjects")
     return tmp / "subjects"
 
