@@ -82,13 +82,13 @@ def test_fit_help_lists_model_and_data_options(capsys):
     assert "--model.widths" in out and "--data.store" in out and "--trainer.max_epochs" in out
 
 
-def test_bench_runs_a_benchmark_by_name_and_alias(capsys):
+def test_bench_runs_a_benchmark_by_name(capsys):
     assert main(["bench", "--help"]) == 0
-    assert "effort" in capsys.readouterr().out
+    assert "predict_speed" in capsys.readouterr().out
     assert main(["bench", "store_io", "--tiny"]) == 0
     assert '"slice_ratio"' in capsys.readouterr().out
     assert main(["bench", "nothing"]) == 2
-    assert "choose one of: all, effort" in capsys.readouterr().err
+    assert "no benchmark 'nothing'; choose one of: all, data_time" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(

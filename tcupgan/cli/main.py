@@ -182,9 +182,6 @@ def finetune_arguments(argv: Sequence[str]) -> list[str]:
     ]  # fmt: skip
 
 
-BENCH_ALIASES = {"effort": "volunteer_effort"}
-
-
 def cmd_bench(argv: Sequence[str]) -> None:
     """``tcupgan bench NAME ARGS`` runs ``python -m tools.bench.NAME ARGS`` (``all`` runs the suite): the
     benchmarks live in the source checkout's ``tools/``, next to the package, not in the installed
@@ -198,14 +195,14 @@ def cmd_bench(argv: Sequence[str]) -> None:
         raise ConfigError("the benchmarks live in tools/bench/ of a source checkout of tcupgan; clone it")
     if not argv or argv[0] in ("-h", "--help"):
         print(
-            "usage: tcupgan bench {all," + ",".join(["effort", *names]) + "} [ARGS]\n\n"
+            "usage: tcupgan bench {all," + ",".join(names) + "} [ARGS]\n\n"
             "Run a benchmark (JSON on stdout); `all --quick` runs the suite and renders docs/benchmarks.md.\n"
-            "Each takes --help, and --tiny for a smoke run.\n\nexample:\n  tcupgan bench effort --quick"
+            "Each takes --help, and --tiny for a smoke run.\n\nexample:\n  tcupgan bench predict_speed"
         )
         return
-    name = BENCH_ALIASES.get(argv[0], argv[0])
+    name = argv[0]
     if name not in (*names, "all"):
-        raise ConfigError(f"no benchmark '{argv[0]}'; choose one of: all, effort, {', '.join(names)}")
+        raise ConfigError(f"no benchmark '{name}'; choose one of: all, {', '.join(names)}")
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
     module = importlib.import_module("tools.bench.__main__" if name == "all" else f"tools.bench.{name}")
@@ -381,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_help=False,
     )  # fmt: skip
     sub.add_parser(
-        "bench", help="Run a benchmark (all, effort, transfer, galaxy ...; --help).", add_help=False
+        "bench", help="Run a benchmark (all, predict_speed, transfer, galaxy ...; --help).", add_help=False
     )
     sub.add_parser(
         "finetune", help="Train a new project from a trained checkpoint (--from CKPT --freeze encoder ...).",

@@ -143,6 +143,39 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workdir", help="keep the store, run and predictions here (default: a temporary folder)")
 
 
+FIGURE = "images/galaxy_overlays.png"  # under docs/
+
+
+def section(s: dict) -> list[str]:
+    """This benchmark's section of docs/benchmarks.md."""
+    m, v, settings = s["model"], s["volunteers"], s["settings"]
+    rows = [
+        ("spiral-arm Dice", m["arm_dice_mean"], v["arm_dice_mean"]),
+        ("bar Dice (barred galaxies)", m["bar_dice_mean"], v["bar_dice_mean"]),
+        ("bars found / false bars", f"{m['bars_found']} / {m['false_bars']}",
+         f"{v['bars_found']} / {v['false_bars']}"),
+        ("bar length, median relative error", m["bar_length_median_rel_error"],
+         v["bar_length_median_rel_error"]),
+    ]  # fmt: skip
+    return [
+        "## Galaxy spiral arms and bars",
+        "",
+        f"`python -m tools.bench.galaxy`: trained on vote fractions of {settings['n']} synthetic galaxies "
+        f"({settings['size']} px, {settings['epochs']} epochs x {settings['samples']} images), scored on "
+        f"{s['test_galaxies']} test galaxies against the true structures. Baseline: the simulated "
+        "volunteers' own majority (vote fraction ≥ 0.5), which the model learns from.",
+        "",
+        "| | model | volunteers' majority |",
+        "| --- | --- | --- |",
+        *(f"| {what} | {model} | {volunteers} |" for what, model, volunteers in rows),
+        "",
+        "Mean absolute difference between the model's fractions and the volunteers' vote fractions: "
+        f"{s['mean_abs_error_vs_vote_fraction']}.",
+        "",
+        f"![test galaxies: truth, volunteers, model]({FIGURE})",
+    ]
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
     return bench_cli(__doc__, argv, run, add_arguments)
 

@@ -151,6 +151,21 @@ def run(shape: tuple[int, ...], widths: tuple[int, ...], repeats: int, device: s
     return out
 
 
+def rows(s: dict) -> list[tuple]:
+    """This benchmark's rows of docs/benchmarks.md: (what, tcupgan, baseline, ratio)."""
+    r = s["ratios"]
+    return [
+        (f"generator inference, float32 ({s['default_convlstm_mode']} mode)", "", "original float32",
+         f"**{r['default_vs_original_infer']}x**"),
+        ("generator inference, bf16 weights and activations", "", "original float32",
+         f"**{r['default_bf16_vs_original_infer']}x** ({r['default_bf16_vs_original_bf16_infer']}x vs the "
+         "original in bf16)"),
+        ("generator training step vs original", "", "original", f"{r['default_vs_original_train']}x"),
+        *((f"{net} inference vs original (for scale)", "", "original", f"{r[f'{net}_vs_original_infer']}x")
+          for net in ("monai_basicunet", "monai_segresnet")),
+    ]  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> dict:
     def options(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

@@ -73,6 +73,12 @@ def run(small: tuple[int, int, int], large: tuple[int, int, int], roi: tuple[int
     }
 
 
+def rows(s: dict) -> list[tuple]:
+    """This benchmark's row of docs/benchmarks.md: (what, tcupgan, baseline, ratio)."""
+    return [(f"`predict` peak memory, {s['voxel_ratio']}x the voxels", f"{s['large_peak_mb']} MB",
+             f"{s['small_peak_mb']} MB", f"**{s['ratio']}x** (lower is better)")]  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> dict:
     def go(args: argparse.Namespace) -> dict:
         if args.tiny:

@@ -77,6 +77,18 @@ def run(n: int, shape: tuple[int, int, int], roi: tuple[int, int, int], widths: 
     }
 
 
+def rows(s: dict) -> list[tuple]:
+    """This benchmark's rows of docs/benchmarks.md: (what, tcupgan, baseline, ratio)."""
+    return [
+        ("`predict` vs MONAI sliding window + SegResNet", f"{s['tcupgan_cubes_per_s']} cubes/s",
+         f"{s['monai_cubes_per_s']} cubes/s", f"**{s['ratio']}x**"),
+        ("`predict --precision bf16` vs the same MONAI run (float32)",
+         f"{s['tcupgan_bf16_cubes_per_s']} cubes/s ({s['bf16_vs_float32']}x our float32; "
+         f"{s['bf16_label_agreement']:.2%} same labels)", f"{s['monai_cubes_per_s']} cubes/s",
+         f"**{s['bf16_ratio']}x**"),
+    ]  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> dict:
     def go(args: argparse.Namespace) -> dict:
         if args.tiny:

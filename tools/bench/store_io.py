@@ -105,6 +105,16 @@ def run(n_cubes: int, shape: tuple[int, int, int], n_reads: int, crop: int, seed
     }
 
 
+def rows(s: dict) -> list[tuple]:
+    """This benchmark's rows of docs/benchmarks.md: (what, tcupgan, baseline, ratio)."""
+    return [
+        ("random slice reads (store vs nibabel .nii.gz)", f"{s['store_slice_per_s']}/s",
+         f"{s['nifti_slice_per_s']}/s", f"**{s['slice_ratio']}x**"),
+        ("random crop reads", f"{s['store_crop_per_s']}/s", f"{s['nifti_crop_per_s']}/s",
+         f"{s['crop_ratio']}x"),
+    ]  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> dict:
     def options(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--cubes", type=int, default=6)

@@ -145,6 +145,33 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+FIGURE = "images/transfer.png"  # under docs/
+
+
+def section(s: dict) -> list[str]:
+    """This benchmark's section of docs/benchmarks.md."""
+    settings = s["settings"]
+    lines = [
+        "## Transfer learning",
+        "",
+        f"`python -m tools.bench.transfer`: kelp tiles (synthetic, 4 bands, {settings['size']} px; "
+        f"{s['train_tiles']} train, {s['test_tiles']} test) trained from scratch and fine-tuned from a "
+        f"model pretrained on synthetic liver EM ({settings['em_cubes']} cubes, "
+        f"{settings['pretrain_epochs']} epochs), same budget ({settings['epochs']} epochs x "
+        f"{settings['samples']} crops), seeds {settings['seeds']}. Test Dice, mean ± sd over seeds:",
+        "",
+        "| labelled tiles | scratch | fine-tuned | gain |",
+        "| --- | --- | --- | --- |",
+    ]
+    for fraction, row in s["summary"].items():
+        tiles = max(1, round(float(fraction) * s["train_tiles"]))
+        lines.append(
+            f"| {float(fraction):.0%} ({tiles}) | {row['scratch']['mean']:.3f} ± {row['scratch']['sd']:.3f} "
+            f"| {row['fine-tuned']['mean']:.3f} ± {row['fine-tuned']['sd']:.3f} | **{row['gain']:+.3f}** |"
+        )
+    return [*lines, "", f"![Dice against label fraction]({FIGURE})"]
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
     return bench_cli(__doc__, argv, run, add_arguments)
 

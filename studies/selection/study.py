@@ -1,7 +1,7 @@
 """How well does each selection strategy find the slices the model gets wrong?
 
-    python -m tools.selection_study --out study            # trains the demo model first (~5 minutes)
-    python -m tools.selection_study --out study --ckpt runs/demo/.../last.ckpt
+    python -m studies.selection.study --out study            # trains the demo model first (~5 minutes)
+    python -m studies.selection.study --out study --ckpt runs/demo/.../last.ckpt
 
 Predicts a mix of normal and domain-shifted (``--shift``) fatchecker cubes, then for every slice with
 content compares the strategies' rankings with the true per-slice error: the Spearman correlation of
@@ -10,15 +10,16 @@ error that the top 10% / 20% of slices of each ranking hold, against random (mea
 misclassified voxels (``error_share``) and summed per-slice Dice error (``dice_error_share``), each with
 the ``oracle``'s share (ranking by the true error: the most any ranking can hold), and how many of each
 ranking's top 20% come from the shifted cubes (``shifted_share_top20%``). ``discriminator`` is select's
-default (realness averaged over its default context of slices), ``discriminator_alone`` each slice's own
-realness, ``discriminator_position`` the verdict with select's ``--calibrate position``,
-``discriminator_unfamiliar_first`` with ``--unfamiliar-first`` (slices whose novelty lies beyond every
-training slice's first; ``unfamiliar_share`` says how many slices that is, against the shifted cubes' share).
+realness (averaged over five neighbouring slices), the other readings of the verdict are the study's own
+scorers (:mod:`studies.selection.scorers`): ``discriminator_alone`` each slice's own realness,
+``discriminator_position`` calibrated by depth, ``discriminator_unfamiliar_first`` with the slices whose
+novelty lies beyond every training slice's first (``unfamiliar_share`` says how many slices that is,
+against the shifted cubes' share).
 Writes ``selection_quality.json`` and ``selection_quality.png`` under ``--out``.
 
-    python -m tools.selection_study --out study-ablation --fit-args "--model.disc_corrupted 0"
-    python -m tools.selection_study --out study-rare --ckpt CKPT --normal 10 --shifted 2   # rare shift
-    python -m tools.selection_study --out study-pool --unlabelled-share 0.25
+    python -m studies.selection.study --out study-ablation --fit-args "--model.dropout 0.1"
+    python -m studies.selection.study --out study-rare --ckpt CKPT --normal 10 --shifted 2   # rare shift
+    python -m studies.selection.study --out study-pool --unlabelled-share 0.25
 
 ``--unlabelled-share`` puts the test cubes' images (no labels) into the training store and trains with
 ``data.unlabelled_share``: the discriminator then learns to call the generator's masks on them fake, as
@@ -39,12 +40,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 from scipy.stats import spearmanr
 
+from studies.selection.scorers import unfamiliar_slices
 from tcupgan.data import CubeStore, synthesize
 from tcupgan.data.synth import cube_name, synthetic_shift
 from tcupgan.demo import fit_demo_model
 from tcupgan.inference import predict_store
 from tcupgan.metrics.evaluate import slice_dice
-from tcupgan.selection import select_slices
+from tcupgan.selection import SelectionRules, select_slices
 from tools.bench.common import crop_share
 
 FRACTIONS = (0.1, 0.2)
@@ -67,24 +69,28 @@ def study(store_path: Path, out: Path) -> dict:
     store = CubeStore(store_path)
     wrong, dice_error, realness, novelty, entropy, shifted, unfamiliar = {}, {}, {}, {}, {}, {}, {}
     rankings: dict[str, list[list[tuple[str, int]]]] = {}
-    variants = {  # the discriminator's verdict read otherwise than select's default
-        "discriminator_alone": {"context": 1},  # the slice's own realness, no context
-        "discriminator_position": {"calibrate": "position"},
-        "discriminator_unfamiliar_first": {"unfamiliar_first": True},
-    }
-    for label in ("discriminator", *variants, "novelty", "entropy", "hybrid", "random"):
-        strategy, options = ("discriminator", variants[label]) if label in variants else (label, {})
+    scorers = {  # label: the scorer it ranks by (the discriminator's verdict read four ways)
+        "discriminator": "realness", "discriminator_alone": "realness_alone",
+        "discriminator_position": "realness_position",
+        "discriminator_unfamiliar_first": "realness_unfamiliar_first",
+        **{name: name for name in ("novelty", "entropy", "hybrid", "random")},
+    }  # fmt: skip
+    for label, strategy in scorers.items():
         for seed in range(20) if strategy == "random" else [0]:
             rows = select_slices(  # the rankings themselves, not draws from them
-                store_path, 10**9, strategy=strategy, min_gap=1, sampling="top", seed=seed, **options
+                store_path,
+                10**9,
+                strategy=strategy,
+                sampling="top",
+                rules=SelectionRules(min_gap=1),
+                seed=seed,
             )
             rankings.setdefault(label, []).append([(r["cube"], r["slice"]) for r in rows])
             for r in rows:
                 realness[(r["cube"], r["slice"])] = r["realness"]
                 novelty[(r["cube"], r["slice"])] = r["novelty"]
                 entropy[(r["cube"], r["slice"])] = r["entropy"]
-                if r["unfamiliar"] is not None:
-                    unfamiliar[(r["cube"], r["slice"])] = r["unfamiliar"]
+    unfamiliar = unfamiliar_slices(store)
     for name in store.names():
         w, d = slice_errors(store, name)
         is_shifted = synthetic_shift(store[name]) > 0
@@ -125,7 +131,7 @@ def study(store_path: Path, out: Path) -> dict:
     for f in FRACTIONS:
         key = f"top{int(f * 100)}%"
         for table in ("error_share", "dice_error_share"):
-            for strategy in ("discriminator", *variants, "novelty", "hybrid"):
+            for strategy in (*(k for k in scorers if k.startswith("discriminator")), "novelty", "hybrid"):
                 ratio = result[table][strategy][key] / result[table]["random"][key]
                 result[f"{strategy}_vs_random_{table}_{key}"] = ratio
     scores = {"realness": realness, "novelty": novelty}

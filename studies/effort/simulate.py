@@ -1,4 +1,5 @@
-"""How much volunteer effort does machine selection save? A simulation of the human-machine loop.
+"""How much volunteer effort does machine selection save? A simulation of the human-machine loop
+(the effort study, studies/effort/README.md).
 
 Train on unshifted fatchecker cubes; a pool of domain-shifted cubes has no labels. Each round a strategy
 (discriminator, entropy, hybrid, random) picks ``budget`` new pool slices with the current model;
@@ -21,7 +22,7 @@ Random's effort on a seed is one draw of its slices; ``--draw-seed`` draws them 
 model, pool and volunteers, and ``--random-draws K`` draws them K times in one run (``random#2`` ...) and
 pairs every strategy with their mean, to tell a strategy's lead from the luck of random's one draw.
 
-The defaults are the setting docs/volunteer-effort.md measured over five seeds, each choice there because a
+The defaults are the setting the study measured over five seeds, each choice there because a
 simpler one measured noise:
 
 - 12 shifted cubes, 6 in the pool and 6 held out: with 2 + 2, fine-tuning on the whole corrected pool
@@ -41,16 +42,16 @@ A seed of that setting is 22 fine-tunes of 12 epochs (more where a strategy goes
 runs one seed of three rounds with fine-tunes of 6 epochs: 13 minutes for the five default strategies
 on the faster machine (the same seed with 12 epochs and four strategies: 23 on the slower one).
 
-    python -m tools.bench.volunteer_effort --quick     # seed 0, 3 rounds, 6-epoch fine-tunes
-    python -m tools.bench.volunteer_effort --quick --epochs 12 --rounds 5 --max-rounds 12 --seeds 0 1 2 3 4
-    python -m tools.bench.volunteer_effort             # 32 x 128 x 128 cubes, 5 seeds: for a GPU
-    python -m tools.bench.volunteer_effort --tiny      # the test suite's smoke run
-    python -m tools.bench.volunteer_effort --merge seed*.json --figure all.png   # seeds run apart, as one
-    python -m tools.bench.volunteer_effort --quick --epochs 12 --rounds 5 --max-rounds 12 --seeds 0 \\
+    python -m studies.effort.simulate --quick     # seed 0, 3 rounds, 6-epoch fine-tunes
+    python -m studies.effort.simulate --quick --epochs 12 --rounds 5 --max-rounds 12 --seeds 0 1 2 3 4
+    python -m studies.effort.simulate             # 32 x 128 x 128 cubes, 5 seeds: for a GPU
+    python -m studies.effort.simulate --tiny      # the test suite's smoke run
+    python -m studies.effort.simulate --merge seed*.json --figure all.png   # seeds run apart, as one
+    python -m studies.effort.simulate --quick --epochs 12 --rounds 5 --max-rounds 12 --seeds 0 \\
         --strategies oracle shift_oracle     # the ceilings of selection
-    python -m tools.bench.volunteer_effort --quick --epochs 12 --rounds 5 --max-rounds 12 --seeds 0 \\
+    python -m studies.effort.simulate --quick --epochs 12 --rounds 5 --max-rounds 12 --seeds 0 \\
         --strategies random --draw-seed 100  # random's picks drawn again
-    python -m tools.bench.volunteer_effort --quick --epochs 12 --rounds 5 --max-rounds 12 --seeds 12 \\
+    python -m studies.effort.simulate --quick --epochs 12 --rounds 5 --max-rounds 12 --seeds 12 \\
         --strategies novelty random --random-draws 2   # against the mean of random's two draws
 """
 
@@ -72,12 +73,14 @@ from tcupgan.data import CubeStore
 from tcupgan.data.synth import synthetic_shift
 from tcupgan.demo import build_stores, dice, fit_demo_model
 from tcupgan.inference import predict_store
+from tcupgan.inference.scorers import SCORERS, SlicePool, SliceScorer, register
 from tcupgan.metrics.evaluate import slice_dice
-from tcupgan.selection import CALIBRATIONS, SAMPLINGS, STRATEGIES, sampling_for, select_slices
+from tcupgan.selection import SAMPLINGS, SelectionRules, sampling_for, select_slices
 from tcupgan.zooniverse.harvest import default_tool_values, write_corrections
 from tcupgan.zooniverse.volunteers import simulate_consensus
 from tools.bench.common import at_least, bench_cli, crop_share, share
 
+STRATEGIES = ("discriminator", *SCORERS)  # the product's scorers, and realness under its older name
 DEFAULT_STRATEGIES = ("discriminator", "novelty", "entropy", "hybrid", "random")
 TINY_STRATEGIES = ("discriminator", "random")  # --tiny's smoke run, unless --strategies names others
 # What no project can run, only a simulation that holds the truth: how much picking could gain at all.
@@ -86,11 +89,11 @@ ORACLES = ("oracle", "shift_oracle")
 # random order of the cubes, what that gathering alone is worth, with no signal behind the order.
 CONTROLS = ("random_cubes",)
 # How pick() takes the baselines' picks whatever --sampling says: shift_oracle as random draws (None).
-FIXED_SAMPLING = {"shift_oracle": None, "random_cubes": "cubes"}
+FIXED_SAMPLING = {"shift_oracle": None, "random_cubes": "cubes", "oracle": "top"}
 SETTINGS = (
     "quick", "tiny", "shift", "shifted_cubes", "familiar", "rounds", "budget", "base_epochs", "epochs",
     "seeds", "samples", "corrections_share", "average", "fit_args", "max_rounds", "per_cube",
-    "calibrate", "sampling", "draw_seed", "random_draws",
+    "sampling", "draw_seed", "random_draws",
 )  # fmt: skip
 
 
@@ -108,9 +111,8 @@ def correct(work: Path, truth: Path, picks: list[tuple[str, int]], rng: np.rando
 
 def pool_slices(work: Path, pool: list[str]) -> list[tuple[str, int]]:
     """Every pool slice with content (what a strategy can pick from)."""
-    return [
-        (r["cube"], r["slice"]) for r in select_slices(work, 10**9, cubes=pool, strategy="random", min_gap=1)
-    ]
+    rows = select_slices(work, 10**9, strategy="random", rules=SelectionRules(min_gap=1), cubes=pool)
+    return [(r["cube"], r["slice"]) for r in rows]
 
 
 def tune_and_score(work: Path, run: Path, base: str, args: argparse.Namespace, seed: int,
@@ -209,29 +211,48 @@ def is_random_draw(name: str) -> bool:
     return name == "random" or name.startswith("random#")
 
 
+class Oracle(SliceScorer):
+    """The current model's true per-slice Dice error, worst first: what no project can rank by."""
+
+    name = "oracle"
+
+    def __init__(self, store: Path | None = None, hidden: CubeStore | None = None) -> None:
+        self.store, self.hidden = store, hidden
+
+    def priority(self, pool: SlicePool, rng: np.random.Generator) -> np.ndarray:
+        predicted = CubeStore(self.store)
+        return pool.per_cube(
+            lambda n: 1 - slice_dice(predicted[n]["prediction"][...] > 0, self.hidden[n].label[...] > 0)
+        )
+
+
+class RandomCubes(SliceScorer):
+    """A seeded random order of the cubes, drawn as ``cubes`` sampling draws: what gathering a round's
+    slices in a few cubes is worth with no signal behind the order."""
+
+    name, sampling = "random_cubes", "cubes"
+
+    def priority(self, pool: SlicePool, rng: np.random.Generator) -> np.ndarray:
+        order = dict(zip(sorted(pool.content), rng.random(len(pool.content)), strict=True))
+        return pool.per_cube(lambda n: np.full(len(pool.content[n]), order[n]))
+
+
+register(RandomCubes())
+
+
 def pick(store: Path, hidden: CubeStore, strategy: str, pool: list[str], shifted_pool: set[str],
          args: argparse.Namespace, sampling: str | None, seed: int) -> list[dict]:  # fmt: skip
     """A round's picks under `tcupgan select`'s rules. The ``ORACLES`` read the truth: ``oracle`` ranks by
     the current model's true per-slice Dice error (the selection study's oracle, worst first),
     ``shift_oracle`` draws at random from the shifted pool cubes only. What they save against random is
-    the most a ranking by error, or a perfect detector of the shift, could save in this simulation.
-    ``random_cubes`` (``CONTROLS``) ranks the cubes in a seeded random order for the ``cubes`` draw."""
-    common = {"per_cube": args.per_cube, "sampling": sampling, "seed": seed}
+    the most a ranking by error, or a perfect detector of the shift, could save in this simulation."""
+    rules = SelectionRules(per_cube=args.per_cube)
     if strategy == "shift_oracle":
-        return select_slices(store, args.budget, cubes=sorted(shifted_pool), strategy="random", **common)
-    ranking = None
+        strategy, pool = "random", sorted(shifted_pool)
     if strategy == "oracle":
-        predicted = CubeStore(store)
-        ranking = {
-            n: 1 - slice_dice(predicted[n]["prediction"][...] > 0, hidden[n].label[...] > 0) for n in pool
-        }
-    if strategy == "random_cubes":
-        predicted = CubeStore(store)
-        cube_order = np.random.default_rng(seed).random(len(pool))
-        ranking = {n: np.full(predicted[n].shape[1], p) for n, p in zip(pool, cube_order, strict=True)}
-    return select_slices(
-        store, args.budget, cubes=pool, strategy=strategy, calibrate=args.calibrate, ranking=ranking, **common
-    )
+        register(Oracle(store, hidden))
+    return select_slices(store, args.budget, strategy=strategy, sampling=sampling, rules=rules, cubes=pool,
+                         seed=seed)  # fmt: skip
 
 
 def another_round(curve: list[tuple[int, float]], target: float, done: int, rounds: int) -> bool:
@@ -458,10 +479,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--per-cube", type=at_least(1), help="at most this many new slices of one cube per round (no cap)"
     )
     p.add_argument(
-        "--calibrate", choices=CALIBRATIONS, default="none",
-        help="the discriminator's verdict calibrated by slice position (select's --calibrate; none)",
-    )  # fmt: skip
-    p.add_argument(
         "--sampling", choices=SAMPLINGS,
         help="rounds take the top of each ranking, draw by softrank, or draw within the top-ranked cubes "
         "(select's --sampling; default: softrank for the discriminator, cubes for novelty and entropy, "
@@ -499,7 +516,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "drawn as --sampling cubes draws them from a random order of the cubes",
     )  # fmt: skip
     p.add_argument("--fit-args", default="", help='further fit arguments for every fit (ablations), e.g. '
-                   '"--model.disc_corrupted 0.5"')  # fmt: skip
+                   '"--model.seg_loss dicefocal"')  # fmt: skip
     p.add_argument("--figure", help="PNG of the learning curves")
     p.add_argument(
         "--merge", nargs="+", metavar="JSON",
