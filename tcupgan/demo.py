@@ -143,9 +143,9 @@ def run_demo(
     from tcupgan.selection import select_slices, write_selection
     from tcupgan.zooniverse import render_subjects
     from tcupgan.zooniverse.harvest import download_export, harvest
-    from tcupgan.zooniverse.sandbox import Sandbox
+    from tcupgan.zooniverse.testing.sandbox import Sandbox
+    from tcupgan.zooniverse.testing.volunteers import classify_subject_set
     from tcupgan.zooniverse.upload import upload_until_complete
-    from tcupgan.zooniverse.volunteers import classify_subject_set
 
     out = Path(out)
     if out.exists() and any(out.iterdir()):

@@ -3,9 +3,12 @@
 import json
 from pathlib import Path
 
+import pytest
+
 from tools.bench import store_io
 
 
+@pytest.mark.slow
 def test_store_io_tiny_emits_json(capsys):
     result = store_io.main(["--tiny"])
     printed = json.loads(capsys.readouterr().out)
@@ -13,6 +16,7 @@ def test_store_io_tiny_emits_json(capsys):
     assert printed["baseline"] and printed["slice_ratio"] > 0 and printed["store_slice_per_s"] > 0
 
 
+@pytest.mark.slow
 def test_model_speed_tiny_emits_json(capsys):
     from tools.bench import model_speed
 
@@ -34,6 +38,7 @@ def test_model_speed_tiny_emits_json(capsys):
     )
 
 
+@pytest.mark.slow
 def test_predict_memory_tiny_emits_json(capsys):
     from tools.bench import predict_memory
 
@@ -43,6 +48,7 @@ def test_predict_memory_tiny_emits_json(capsys):
     assert printed["ratio"] < 1.5 and printed["voxel_ratio"] == 4.0  # memory follows the window, not the cube
 
 
+@pytest.mark.slow
 def test_predict_speed_tiny_emits_json(capsys):
     from tools.bench import predict_speed
 
@@ -51,6 +57,7 @@ def test_predict_speed_tiny_emits_json(capsys):
     assert printed == result and printed["tcupgan_voxels_per_s"] > 0 and printed["monai_voxels_per_s"] > 0
 
 
+@pytest.mark.slow
 def test_bench_all_tiny_writes_json_and_renders_the_document(tmp_path):
     """``python -m tools.bench all --tiny``: every benchmark emits JSON, and docs/benchmarks.md is rendered
     from it, each benchmark's rows and section by its own module; the upload under faults must leave no

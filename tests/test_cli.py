@@ -91,6 +91,7 @@ def test_bench_runs_a_benchmark_by_name(capsys):
     assert "no benchmark 'nothing'; choose one of: all, data_time" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     __import__("torch").cuda.is_available(), reason="checks the message on machines without a GPU"
 )

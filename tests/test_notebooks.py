@@ -25,3 +25,18 @@ def test_notebook_runs(path, tmp_path, monkeypatch):
 
 def test_there_are_notebooks():
     assert len(NOTEBOOKS) >= 3
+
+
+def test_notebooks_use_the_front_door():
+    """Notebooks import tcupgan's functions from ``tcupgan`` itself (its front door), and the Zooniverse
+    test doubles from ``tcupgan.zooniverse.testing``: nothing reaches into the modules behind them."""
+    import re
+
+    import tcupgan
+
+    for path in NOTEBOOKS:
+        code = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+        for module, names in re.findall(r"from (tcupgan[\w.]*) import ([\w, ]+)", code):
+            assert module in ("tcupgan", "tcupgan.zooniverse.testing"), (path.name, module)
+            if module == "tcupgan":
+                assert {n.strip() for n in names.split(",")} <= set(tcupgan.__all__), path.name

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tcupgan.data import CubeStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -16,6 +18,7 @@ def run_tool(module: str, *args: str) -> None:
     )
 
 
+@pytest.mark.slow
 def test_volunteer_loop_end_to_end_against_the_sandbox(tmp_path):
     out = tmp_path / "loop"
     run_tool("tools.volunteer_loop", "--out", str(out), "--quick", "--fail-rate", "0.3")

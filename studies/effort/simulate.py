@@ -77,7 +77,7 @@ from tcupgan.inference.scorers import SCORERS, SlicePool, SliceScorer, register
 from tcupgan.metrics.evaluate import slice_dice
 from tcupgan.selection import SAMPLINGS, SelectionRules, sampling_for, select_slices
 from tcupgan.zooniverse.harvest import default_tool_values, write_corrections
-from tcupgan.zooniverse.volunteers import simulate_consensus
+from tcupgan.zooniverse.testing.volunteers import simulate_consensus
 from tools.bench.common import at_least, bench_cli, crop_share, share
 
 STRATEGIES = ("discriminator", *SCORERS)  # the product's scorers, and realness under its older name

@@ -54,7 +54,7 @@ def cmd_upload(args: argparse.Namespace) -> None:
 
 
 def cmd_sandbox(args: argparse.Namespace) -> None:
-    from tcupgan.zooniverse.sandbox import Sandbox
+    from tcupgan.zooniverse.testing.sandbox import Sandbox
 
     faults = tuple(args.faults.split(",")) if args.faults else None
     kwargs = {"faults": faults} if faults else {}

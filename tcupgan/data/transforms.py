@@ -30,7 +30,6 @@ def normalise(image: np.ndarray, attrs: Mapping[str, Any]) -> np.ndarray:
     return ((image - lo) / np.maximum(hi - lo, 1e-6)).astype(np.float32)
 
 
-
 def content_fraction(cube: Any, level: float = 0.05) -> np.ndarray:
     """Per slice of a store cube, the share of pixels where some channel is above ``level`` of the cube's
     1–99% range.
@@ -45,6 +44,7 @@ def content_fraction(cube: Any, level: float = 0.05) -> np.ndarray:
         slab = normalise(image[:, z : z + step], cube.attrs)
         fractions.extend((slab > level).any(axis=0).mean(axis=(1, 2)).tolist())
     return np.asarray(fractions)
+
 
 def n_targets(task: str, class_names: Sequence[str]) -> int:
     """Output channels for a task: 1 binary, 3 BraTS regions, one per class for multilabel."""

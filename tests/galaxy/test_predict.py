@@ -2,7 +2,6 @@
 
 import csv
 
-import lightning as L
 import numpy as np
 import pytest
 import torch
@@ -13,7 +12,7 @@ from tcupgan.errors import ConfigError, InputError
 from tcupgan.galaxy.predict import predict_galaxies
 from tcupgan.training import CubeDataModule, TCuPGAN
 from tcupgan.training.module import write_checkpoint
-from tests.conftest import shared
+from tests.conftest import quiet_trainer, shared
 
 SMALL = {"widths": (4, 8, 16), "disc_width": 4, "disc_layers": 2, "seg_loss": "bce", "val_roi": (1, 64, 64)}
 
@@ -33,10 +32,7 @@ def trained(galaxies, tmp_path_factory):
         target="vote_fraction",
     )  # fmt: skip
     model = TCuPGAN(data.in_channels, data.out_channels, data.class_names, task="multilabel", **SMALL)
-    trainer = L.Trainer(
-        accelerator="cpu", max_epochs=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
-        default_root_dir=tmp_path_factory.mktemp("run"),
-    )  # fmt: skip
+    trainer = quiet_trainer(tmp_path_factory.mktemp("run"))
     trainer.fit(model, data)
     ckpt = tmp_path_factory.mktemp("ckpt") / "galaxy.ckpt"
     trainer.save_checkpoint(ckpt)

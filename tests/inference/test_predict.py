@@ -1,7 +1,6 @@
 import csv
 import shutil
 
-import lightning as L
 import nibabel as nib
 import numpy as np
 import pytest
@@ -16,6 +15,7 @@ from tcupgan.inference import predict as predict_mod
 from tcupgan.inference import scorers as scorers_mod
 from tcupgan.inference.predict import remove_small_components
 from tcupgan.training import CubeDataModule, TCuPGAN
+from tests.conftest import SMALL_MODEL, quiet_trainer
 
 
 @pytest.fixture(scope="module")
@@ -25,16 +25,8 @@ def trained(tmp_path_factory):
     store = root / "fc.zarr"
     synthesize("fatchecker", store, n=3, seed=0, shape=(10, 50, 45))  # not a multiple of the window
     data = CubeDataModule(str(store), crop_size=(8, 32, 32), batch_size=1, samples_per_epoch=4, num_workers=0)
-    model = TCuPGAN(1, 1, ["lipid droplet"], widths=(4, 8), disc_width=4, disc_layers=2, val_roi=(8, 32, 32))
-    trainer = L.Trainer(
-        accelerator="cpu",
-        max_epochs=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-    )
+    model = TCuPGAN(1, 1, ["lipid droplet"], **SMALL_MODEL)
+    trainer = quiet_trainer(root, enable_checkpointing=False, limit_val_batches=0)
     trainer.fit(model, data)
     ckpt = root / "model.ckpt"
     trainer.save_checkpoint(ckpt)

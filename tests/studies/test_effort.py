@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 
+@pytest.mark.slow
 def test_effort_summary_counts_effort_and_the_share_of_the_correction_gain():
     """Effort = slices until 95% of the all-corrected Dice; a seed whose uncorrected fine-tune already gets
     there is left out; the gain share has no cliff: a curve just under the target still scores."""
@@ -52,6 +53,7 @@ def test_effort_summary_counts_effort_and_the_share_of_the_correction_gain():
     assert abs(out["discriminator"]["gain_share_mean"] - 0.875) < 1e-9
 
 
+@pytest.mark.slow
 def test_effort_strategy_short_of_the_target_goes_on_until_it_reaches_it():
     """``--max-rounds``: every strategy runs ``--rounds``; after that only one still short of the target
     picks again, and the loop stops at its first round at or above the target."""
@@ -95,6 +97,7 @@ def test_effort_pool_can_mix_familiar_cubes_with_the_shifted_ones(tmp_path):
     assert all(not np.array_equal(images[f], images[n]) for f in familiar for n in labelled)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("option", "message"),
     [("--average=1.5", "share, 0-1"), ("--corrections-share=1", "below 1"),
@@ -109,6 +112,7 @@ def test_effort_refuses_bad_settings_before_any_training(option, message, capsys
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_effort_fine_tunes_can_average_their_weights_and_rounds_can_cap_picks_per_cube(monkeypatch):
     """``--average``: every fine-tune gets the TailAveraging callback (a wrong class path or init-arg
     syntax would stop the fit) and the setting is recorded with the results. ``--per-cube``,
@@ -141,6 +145,7 @@ def test_effort_fine_tunes_can_average_their_weights_and_rounds_can_cap_picks_pe
         assert [len(r) for r in rounds] == [2] and res["shifted_picks"][strategy] == [2]
 
 
+@pytest.mark.slow
 def test_effort_oracles_rank_by_the_true_error_and_draw_from_the_shifted_cubes(monkeypatch):
     """The benchmark-only baselines: ``oracle`` ranks the pool by the current model's true per-slice Dice
     error (checked against the truth store) and takes its top; ``shift_oracle`` draws from the shifted
@@ -188,6 +193,7 @@ def test_effort_oracles_rank_by_the_true_error_and_draw_from_the_shifted_cubes(m
     assert {"oracle", "shift_oracle", "random"} <= result["summary"].keys()
 
 
+@pytest.mark.slow
 def test_effort_merge_pairs_seeds_run_apart_and_refuses_runs_it_cannot_compare(tmp_path, capsys):
     """``--merge``: seeds run as separate jobs become one summary with each strategy's slices against
     random's seed by seed, and a strategy run later on a seed joins it; runs of another setting, a

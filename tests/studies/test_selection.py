@@ -4,10 +4,13 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tcupgan.data import CubeStore
 from tests.test_tools import ROOT, run_tool
 
 
+@pytest.mark.slow
 def test_selection_study_reports_shares_and_draws_the_figure(tmp_path):
     study = ("studies.selection.study", "--out", str(tmp_path), "--quick")
     fit = ("--fit-args", "--model.dropout 0.1", "--unlabelled-share", "0.3")

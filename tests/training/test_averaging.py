@@ -10,7 +10,7 @@ from tcupgan.errors import ConfigError
 from tcupgan.training import CubeDataModule, TCuPGAN
 from tcupgan.training.averaging import TailAveraging
 from tcupgan.training.cli import fit_config
-from tests.training import SMALL_CROPS
+from tests.conftest import SMALL_CROPS, quiet_trainer
 
 
 @pytest.fixture(scope="module")
@@ -35,15 +35,15 @@ def generator(state: dict) -> dict:
     return {k.removeprefix("generator."): v for k, v in state.items() if k.startswith("generator.")}
 
 
+@pytest.mark.slow
 def test_the_last_epochs_are_averaged_and_checkpoints_before_them_hold_the_trained_weights(store, tmp_path):
     data = CubeDataModule(str(store), crop_size=(8, 32, 32), batch_size=2, samples_per_epoch=6, num_workers=0)
     model = TCuPGAN(data.in_channels, data.out_channels, widths=(4, 8), disc_width=4, disc_layers=2)
     steps = StepWeights()
     every = L.pytorch.callbacks.ModelCheckpoint(tmp_path, "{epoch}", save_top_k=-1)
-    trainer = L.Trainer(
-        accelerator="cpu", max_epochs=4, logger=False, enable_progress_bar=False, enable_model_summary=False,
-        limit_val_batches=0, callbacks=[TailAveraging(tail=0.5), steps, every],
-    )  # fmt: skip
+    trainer = quiet_trainer(
+        tmp_path, max_epochs=4, limit_val_batches=0, callbacks=[TailAveraging(tail=0.5), steps, every]
+    )
     trainer.fit(model, data)
 
     tail = steps.seen[2] + steps.seen[3]  # epochs 2 and 3 of 4, three steps each
@@ -64,6 +64,7 @@ def test_the_last_epochs_are_averaged_and_checkpoints_before_them_hold_the_train
     assert all(torch.equal(v, steps.seen[1][-1][k]) for k, v in generator(early["state_dict"]).items())
 
 
+@pytest.mark.slow
 def test_fit_takes_it_from_the_command_line(store, tmp_path):
     plain = fit_config(DEMO_CONFIG, store, tmp_path / "plain", epochs=2, samples=4, extra=SMALL_CROPS)
     append = ["--trainer.callbacks+=tcupgan.training.averaging.TailAveraging", "--trainer.callbacks.tail=1"]

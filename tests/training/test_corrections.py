@@ -3,7 +3,6 @@ with losses restricted to those slices."""
 
 from collections import Counter
 
-import lightning as L
 import numpy as np
 import pytest
 import torch
@@ -12,8 +11,7 @@ from tcupgan.data import CubeStore, synthesize
 from tcupgan.errors import ConfigError
 from tcupgan.training import CubeDataModule, TCuPGAN
 from tcupgan.training.data import CropDataset
-
-SMALL_MODEL = {"widths": (4, 8), "disc_width": 4, "disc_layers": 2, "val_roi": (8, 32, 32)}
+from tests.conftest import SMALL_MODEL, quiet_trainer
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +65,7 @@ def test_losses_ignore_unlabelled_slices(store):
     assert (d_grad[~slices] == 0).all() and (d_grad[slices] > 0).all()
 
 
+@pytest.mark.slow
 def test_fit_on_corrections_alone(store, tmp_path):
     """A train split whose only cube has corrected slices and no ground truth trains end to end."""
     path, _ = store
@@ -85,8 +84,7 @@ def test_fit_on_corrections_alone(store, tmp_path):
     data = CubeDataModule(str(only), crop_size=(6, 32, 32), batch_size=2, samples_per_epoch=4, num_workers=0)
     model = TCuPGAN(data.in_channels, data.out_channels, data.class_names, **SMALL_MODEL)
     before = {k: v.clone() for k, v in model.generator.state_dict().items()}
-    trainer = L.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_progress_bar=False,
-                        enable_model_summary=False, default_root_dir=tmp_path)  # fmt: skip
+    trainer = quiet_trainer(tmp_path)
     trainer.fit(model, data)
     assert data.train_names == ["volunteer"]
     assert torch.isfinite(trainer.callback_metrics["train/seg_loss_epoch"])
@@ -114,6 +112,7 @@ def test_corrections_share_sets_how_often_corrected_cubes_are_drawn(store):
         CubeDataModule(str(path), corrections_share=1.0)
 
 
+@pytest.mark.slow
 def test_unlabelled_cubes_give_a_share_of_crops_that_only_the_discriminator_learns_from(store, tmp_path):
     """Train cubes with neither labels nor corrections (the volunteers' pool) are drawn at
     ``unlabelled_share``, every slice unlabelled; a batch of them costs the generator no segmentation loss
@@ -156,8 +155,7 @@ def test_unlabelled_cubes_give_a_share_of_crops_that_only_the_discriminator_lear
 
     fit = module(0.5)
     fit.hparams.samples_per_epoch = 8
-    trainer = L.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_progress_bar=False,
-                        enable_model_summary=False, default_root_dir=tmp_path)  # fmt: skip
+    trainer = quiet_trainer(tmp_path)
     trainer.fit(TCuPGAN(1, 1, ["fg"], **SMALL_MODEL), fit)
     assert all(
         torch.isfinite(trainer.callback_metrics[k]) for k in ("train/seg_loss_epoch", "train/d_loss_epoch")

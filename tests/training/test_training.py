@@ -18,9 +18,10 @@ from tcupgan.inference import predict_store
 from tcupgan.training import CubeDataModule, TCuPGAN
 from tcupgan.training.cli import fit_config
 from tcupgan.training.module import make_seg_loss
-from tests.training import SMALL_CROPS
+from tests.conftest import SMALL_CROPS, quiet_trainer
+from tests.conftest import SMALL_MODEL as SMALL
 
-SMALL_MODEL = {"widths": (4, 8, 16), "disc_width": 4, "disc_layers": 2, "val_roi": (8, 32, 32)}
+SMALL_MODEL = {**SMALL, "widths": (4, 8, 16)}
 
 
 @pytest.fixture(scope="module")
@@ -38,17 +39,7 @@ def _setup(store, **data_kwargs):
     return data, model
 
 
-def _trainer(tmp_path, **kwargs):
-    options = {
-        "accelerator": "cpu",
-        "devices": 1,
-        "max_epochs": 1,
-        "logger": False,
-        "enable_progress_bar": False,
-        "enable_model_summary": False,
-        "default_root_dir": tmp_path,
-    }
-    return L.Trainer(**{**options, **kwargs})
+_trainer = quiet_trainer
 
 
 def test_targets_from_labels():
@@ -85,6 +76,7 @@ def test_optimisation_steps_lower_generator_loss(store):
     assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
 
 
+@pytest.mark.slow
 def test_fit_logs_metrics_figures_and_resumes_from_checkpoint(store, tmp_path):
     data, model = _setup(store)
     logger = L.pytorch.loggers.CSVLogger(tmp_path)
@@ -112,6 +104,7 @@ def test_fit_logs_metrics_figures_and_resumes_from_checkpoint(store, tmp_path):
     assert sched.last_epoch == 3  # learning-rate schedule resumed too
 
 
+@pytest.mark.slow
 def test_critic_calibration_trains_the_discriminator_alone_and_last_ckpt_is_the_last_epoch(
     store, tmp_path, caplog
 ):
@@ -159,6 +152,7 @@ def test_critic_calibration_trains_the_discriminator_alone_and_last_ckpt_is_the_
     assert not np.allclose(before["slice_realness"][...], after["slice_realness"][...])
 
 
+@pytest.mark.slow
 def test_a_config_whose_last_ckpt_would_be_the_best_is_warned_about(store, tmp_path, caplog):
     config = yaml.safe_load(DEMO_CONFIG.read_text())
     best, _last = config["trainer"]["callbacks"]
@@ -170,6 +164,7 @@ def test_a_config_whose_last_ckpt_would_be_the_best_is_warned_about(store, tmp_p
     assert "copy of the best checkpoint" in caplog.text
 
 
+@pytest.mark.slow
 def test_gpu_switches_run_on_cpu_and_keep_checkpoints_portable(store, tmp_path, monkeypatch):
     """bf16-mixed and compile are for GPUs; here they must at least train, and a compiled run's checkpoint
     must load into predict (and finetune) like any other: same keys, no compile on load."""
@@ -196,7 +191,6 @@ def test_gpu_switches_run_on_cpu_and_keep_checkpoints_portable(store, tmp_path, 
 
 
 def test_nan_in_batch_is_caught(store, tmp_path):
-    cube = CubeStore(store)[CubeStore(store).names(split="train")[0]]
     data, model = _setup(store)
     data.setup("fit")
     batch = next(iter(data.train_dataloader()))
@@ -211,9 +205,10 @@ def test_nan_in_batch_is_caught(store, tmp_path):
     ]
     with pytest.raises(TrainingDivergedError, match="input batch") as info:
         model.training_step(batch, 0)
-    assert cube.name in str(info.value) or "cubes:" in str(info.value)
+    assert f"(cubes: {', '.join(sorted(set(batch['cube'])))})" in str(info.value)  # the batch's cubes, named
 
 
+@pytest.mark.slow
 def test_diverging_loss_stops_training(store, tmp_path):
     data, model = _setup(store)
     model.hparams.seg_weight = float("inf")
@@ -227,6 +222,7 @@ def test_diverging_loss_stops_training(store, tmp_path):
     assert not (tmp_path / "ck").exists() or not any((tmp_path / "ck").iterdir())
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_processes(store, tmp_path):
     """`tcupgan fit` under DDP with 2 CPU processes (gloo) runs a few steps and writes a checkpoint."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}

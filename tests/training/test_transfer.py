@@ -1,6 +1,5 @@
 """Transfer to a new project: weights that fit are loaded, the stem adapted, the rest listed fresh."""
 
-import lightning as L
 import pytest
 import torch
 
@@ -10,8 +9,9 @@ from tcupgan.inference.predict import load_model
 from tcupgan.training import CubeDataModule, TCuPGAN
 from tcupgan.training.module import write_checkpoint
 from tcupgan.training.transfer import STEM, transfer_weights
+from tests.conftest import SMALL_MODEL, quiet_trainer
 
-SMALL = {"widths": (4, 8), "disc_width": 4, "disc_layers": 2}
+SMALL = {k: v for k, v in SMALL_MODEL.items() if k != "val_roi"}
 
 
 def test_one_channel_3d_model_into_three_band_2d_model(tmp_path):
@@ -58,6 +58,7 @@ def test_checkpoints_of_a_torch_compile_wrapped_generator_still_load(tmp_path):
     assert not report.fresh and not report.adapted
 
 
+@pytest.mark.slow
 def test_frozen_encoder_stays_put_while_the_rest_learns(tmp_path):
     store = tmp_path / "fc.zarr"
     synthesize("fatchecker", store, n=4, seed=0, shape=(8, 32, 32))
@@ -66,15 +67,7 @@ def test_frozen_encoder_stays_put_while_the_rest_learns(tmp_path):
         str(store), crop_size=(8, 32, 32), samples_per_epoch=4, num_workers=0, label_fraction=0.34
     )
     model = TCuPGAN(1, 1, ["fg"], **SMALL, init_from=str(ckpt), freeze="encoder", pretrained_lr_scale=0.1)
-    trainer = L.Trainer(
-        accelerator="cpu",
-        max_epochs=1,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-        limit_val_batches=0,
-    )
+    trainer = quiet_trainer(tmp_path, limit_val_batches=0)
     source = torch.load(ckpt, weights_only=False)["state_dict"]
     trainer.fit(model, data)
     after = model.state_dict()

@@ -9,7 +9,7 @@ from skimage.draw import disk
 from tcupgan.data import CubeStore
 from tcupgan.selection import SelectionRules, select_slices, write_selection
 from tcupgan.zooniverse import render_subjects
-from tcupgan.zooniverse.sandbox import Sandbox
+from tcupgan.zooniverse.testing.sandbox import Sandbox
 
 
 @pytest.fixture()

@@ -10,10 +10,10 @@ import pytest
 from tcupgan.cli.main import main
 from tcupgan.data import CubeStore
 from tcupgan.errors import InputError
-from tcupgan.zooniverse.exports import write_export
 from tcupgan.zooniverse.harvest import harvest
+from tcupgan.zooniverse.testing.exports import write_export
+from tcupgan.zooniverse.testing.volunteers import classify_subject_set
 from tcupgan.zooniverse.upload import upload_subjects
-from tcupgan.zooniverse.volunteers import classify_subject_set
 from tests.conftest import snapshot
 
 

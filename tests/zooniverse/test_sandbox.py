@@ -12,7 +12,7 @@ import requests
 from panoptes_client import Panoptes, Project, Subject, SubjectSet
 from panoptes_client.panoptes import PanoptesAPIException
 
-from tcupgan.zooniverse.sandbox import Sandbox
+from tcupgan.zooniverse.testing.sandbox import Sandbox
 from tcupgan.zooniverse.upload import upload_subjects
 
 

@@ -24,7 +24,7 @@ import numpy as np
 from tcupgan.data import CubeStore, synthesize
 from tcupgan.selection import SelectionRules, select_slices, write_selection
 from tcupgan.zooniverse import render_subjects
-from tcupgan.zooniverse.sandbox import Sandbox
+from tcupgan.zooniverse.testing.sandbox import Sandbox
 from tcupgan.zooniverse.upload import upload_until_complete
 from tools.bench.common import bench_cli
 

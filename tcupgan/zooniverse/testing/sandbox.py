@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from tcupgan.zooniverse.exports import classification_rows, write_export
+from tcupgan.zooniverse.testing.exports import classification_rows, write_export
 
 __all__ = ["Sandbox", "SandboxState", "FaultPlan", "ALLOWED_MIME_TYPES"]
 
