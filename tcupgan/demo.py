@@ -12,7 +12,8 @@ that volunteers never see measure whether the corrections helped.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -65,7 +66,7 @@ def fit_demo_model(
     """``tcupgan fit --config configs/demo.yaml`` (the command line's code path); returns last.ckpt.
 
     ``quick``: ``samples`` (default 16) crops per epoch, validation only after the last epoch. ``extra``:
-    further ``fit`` arguments (ablations such as ``--model.disc_corrupted 0``)."""
+    further ``fit`` arguments (ablations such as ``--model.dropout 0.1``)."""
     from tcupgan.training.cli import fit_config
 
     if not DEMO_CONFIG.is_file():
@@ -126,6 +127,50 @@ def _before_after_figure(work: Path, truth: Path, before: dict, names: list[str]
     return save_panels(rows, path)
 
 
+@contextmanager
+def _logged_in(sandbox) -> Iterator[None]:
+    """The sandbox owner's credentials in the environment, as a real project's would be, for the
+    sandbox's lifetime only: its throwaway credentials do not outlive it."""
+    keys = ("PANOPTES_ENDPOINT", "PANOPTES_USERNAME", "PANOPTES_PASSWORD")
+    saved = {k: os.environ.get(k) for k in keys}
+    os.environ.update(dict(zip(keys, (sandbox.endpoint, *sandbox.owner_credentials()), strict=True)))
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def volunteer_round(out: Path, truth: Path, fail_rate: float, progress=print) -> dict:
+    """Upload ``out/subjects`` to a sandbox with injected faults, let its simulated volunteers draw on
+    them (from the hidden ``truth``) and download the classification export: the report's upload, audit
+    and classification entries and the export's path."""
+    from tcupgan.zooniverse.harvest import download_export
+    from tcupgan.zooniverse.testing import Sandbox, classify_subject_set
+    from tcupgan.zooniverse.upload import upload_until_complete
+
+    progress(f"5/8 uploading to the sandbox (fault rate {fail_rate}), volunteers classifying")
+    with Sandbox(out / "sandbox", fail_rate=fail_rate, seed=1) as sandbox, _logged_in(sandbox):
+        report, runs = upload_until_complete(
+            out / "subjects", sandbox.project_id, "demo-round-1", workflow=sandbox.workflow_id, attempts=3,
+            backoff=0.05,
+        )  # fmt: skip
+        if report is None:
+            raise TcupganError(f"the demo upload did not complete in {len(runs)} runs: {runs}")
+        sandbox.set_fail_rate(0)
+        audit = _set_audit(sandbox)
+        volunteers = {k: v for k, v in sandbox.state.credentials().items() if k.startswith("volunteer")}
+        set_id = next(s["id"] for s in sandbox.state.objects("subject_sets"))
+        posted = classify_subject_set(sandbox.endpoint, volunteers, str(truth), set_id, sandbox.workflow_id)
+        progress("6/8 downloading the classification export and harvesting")
+        export = download_export(sandbox.project_id, out / "classifications.csv", timeout=60)
+    upload = {"runs": runs, "last": report.as_dict()}
+    return {"upload": upload, "set_audit": audit, "classifications": posted, "export": export}
+
+
 def run_demo(
     out: str | os.PathLike,
     *,
@@ -142,10 +187,7 @@ def run_demo(
     from tcupgan.metrics.evaluate import evaluate_store
     from tcupgan.selection import select_slices, write_selection
     from tcupgan.zooniverse import render_subjects
-    from tcupgan.zooniverse.harvest import download_export, harvest
-    from tcupgan.zooniverse.testing.sandbox import Sandbox
-    from tcupgan.zooniverse.testing.volunteers import classify_subject_set
-    from tcupgan.zooniverse.upload import upload_until_complete
+    from tcupgan.zooniverse.harvest import harvest
 
     out = Path(out)
     if out.exists() and any(out.iterdir()):
@@ -165,43 +207,8 @@ def run_demo(
     progress(f"4/8 selecting {budget} slices and rendering subjects")
     selection = write_selection(select_slices(work, budget, cubes=pool), out / "selection.csv")
     render_subjects(work, selection, out / "subjects")
-    progress(f"5/8 uploading to the sandbox (fault rate {fail_rate}), volunteers classifying")
-    with Sandbox(out / "sandbox", fail_rate=fail_rate, seed=1) as sandbox:
-        user, password = sandbox.owner_credentials()
-        saved = {
-            k: os.environ.get(k) for k in ("PANOPTES_ENDPOINT", "PANOPTES_USERNAME", "PANOPTES_PASSWORD")
-        }
-        os.environ.update(
-            PANOPTES_ENDPOINT=sandbox.endpoint, PANOPTES_USERNAME=user, PANOPTES_PASSWORD=password
-        )
-        try:
-            report, runs = upload_until_complete(
-                out / "subjects",
-                sandbox.project_id,
-                "demo-round-1",
-                workflow=sandbox.workflow_id,
-                attempts=3,
-                backoff=0.05,
-            )
-            if report is None:
-                raise TcupganError(f"the demo upload did not complete in {len(runs)} runs: {runs}")
-            upload = {"runs": runs, "last": report.as_dict()}
-            sandbox.set_fail_rate(0)
-            audit = _set_audit(sandbox)
-            volunteers = {k: v for k, v in sandbox.state.credentials().items() if k.startswith("volunteer")}
-            set_id = next(s["id"] for s in sandbox.state.objects("subject_sets"))
-            posted = classify_subject_set(
-                sandbox.endpoint, volunteers, str(truth), set_id, sandbox.workflow_id
-            )
-            progress("6/8 downloading the classification export and harvesting")
-            export = download_export(sandbox.project_id, out / "classifications.csv", timeout=60)
-        finally:
-            for key, value in saved.items():  # the sandbox's throwaway credentials do not outlive it
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
-    harvested = harvest(export, work, min_volunteers=3)
+    loop = volunteer_round(out, truth, fail_rate, progress)
+    harvested = harvest(loop.pop("export"), work, min_volunteers=3)
     progress("7/8 training again on labels + corrections")
     tuned = fit_demo_model(work, out / "run1", max(1, epochs // 2), quick, init_from=ckpt)
     progress("8/8 predicting again and drawing figures")
@@ -214,15 +221,8 @@ def run_demo(
         str(out / "subjects"),
     ]
     report = {
-        "dice_before": before,
-        "dice_after": after,
-        "slices_sent": budget,
-        "classifications": posted,
-        "upload": upload,
-        "set_audit": audit,
-        "harvest": harvested.as_dict(),
-        "checkpoints": [ckpt, tuned],
-        "figures": figures,
-    }
+        "dice_before": before, "dice_after": after, "slices_sent": budget, **loop,
+        "harvest": harvested.as_dict(), "checkpoints": [ckpt, tuned], "figures": figures,
+    }  # fmt: skip
     (out / "report.json").write_text(json.dumps(report, indent=1))
     return report

@@ -233,8 +233,41 @@ def harvest(
     report = HarvestReport()
     tools = tool_values or default_tool_values(store)
     values = sorted(set(tools.values()))
+    by_subject = _classifications_by_subject(_read_rows(Path(export), report, workflow), store, report)
+    per_cube: dict[str, dict[int, dict]] = {}
+    for sid, entry in sorted(by_subject.items()):
+        if len(entry["volunteers"]) < min_volunteers:
+            report.subjects_waiting += 1
+            continue
+        shape = store[entry["cube"]].shape[2:]
+        masks = [rasterise(marks, entry["frame"], shape, tools) for _, marks in entry["volunteers"].values()]
+        label, votes = consensus(masks, values, store.task, shape, threshold)
+        rows = [row for row, _ in entry["volunteers"].values()]
+        report.classifications_used += len(rows)
+        provenance = {
+            "subject": sid,
+            "classification_ids": sorted(str(r["classification_id"]) for r in rows),
+            "volunteers": len(rows),
+            "threshold": threshold,
+            "workflow_version": sorted({str(r.get("workflow_version", "")) for r in rows}),
+        }
+        per_cube.setdefault(entry["cube"], {})[entry["z"]] = {
+            "label": label, "votes": votes, "provenance": provenance,
+        }  # fmt: skip
+    for cube, slices in sorted(per_cube.items()):
+        written = write_corrections(store, cube, slices, values)
+        report.slices_written += written
+        report.slices_unchanged += len(slices) - written
+        if written:
+            report.cubes.append(cube)
+    return report
+
+
+def _classifications_by_subject(rows: list[dict], store: CubeStore, report: HarvestReport) -> dict[str, dict]:
+    """Per subject of this store: its cube, slice, frame size and each volunteer's latest (row, marks);
+    rows that cannot be used are counted in ``report.skipped`` by reason."""
     by_subject: dict[str, dict[str, Any]] = {}
-    for row in _read_rows(Path(export), report, workflow):
+    for row in rows:
         found = _subject(row)
         if found is None:
             report.skipped["no subject data"] += 1
@@ -260,35 +293,7 @@ def harvest(
         volunteer = row.get("user_name") or f"anonymous-{row.get('user_ip', '')}"
         entry = by_subject.setdefault(sid, {"cube": cube, "z": z, "frame": frame, "volunteers": {}})
         entry["volunteers"][volunteer] = (row, marks)  # a volunteer's latest classification counts
-    per_cube: dict[str, dict[int, dict]] = {}
-    for sid, entry in sorted(by_subject.items()):
-        if len(entry["volunteers"]) < min_volunteers:
-            report.subjects_waiting += 1
-            continue
-        shape = store[entry["cube"]].shape[2:]
-        masks = [rasterise(marks, entry["frame"], shape, tools) for _, marks in entry["volunteers"].values()]
-        label, votes = consensus(masks, values, store.task, shape, threshold)
-        rows = [row for row, _ in entry["volunteers"].values()]
-        report.classifications_used += len(rows)
-        provenance = {
-            "subject": sid,
-            "classification_ids": sorted(str(r["classification_id"]) for r in rows),
-            "volunteers": len(rows),
-            "threshold": threshold,
-            "workflow_version": sorted({str(r.get("workflow_version", "")) for r in rows}),
-        }
-        per_cube.setdefault(entry["cube"], {})[entry["z"]] = {
-            "label": label,
-            "votes": votes,
-            "provenance": provenance,
-        }
-    for cube, slices in sorted(per_cube.items()):
-        written = write_corrections(store, cube, slices, values)
-        report.slices_written += written
-        report.slices_unchanged += len(slices) - written
-        if written:
-            report.cubes.append(cube)
-    return report
+    return by_subject
 
 
 def write_corrections(store: CubeStore, cube: str, slices: dict[int, dict], values: list[int]) -> int:

@@ -39,6 +39,28 @@ def _volunteer_drawings(rng: np.random.Generator, mask: np.ndarray, p_miss: floa
     return votes / N_VOLUNTEERS
 
 
+def _spiral_arms(rng: np.random.Generator, r: np.ndarray, theta: np.ndarray, *, r_in: float,
+                 phase: float | None) -> tuple[np.ndarray, np.ndarray, int, float]:  # fmt: skip
+    """Logarithmic spiral arms over the disk's polar grid: their light, their mask, how many there are and
+    their pitch angle (radians); ``phase`` None draws one."""
+    h = r.shape[0]
+    scale = h / 128
+    m = int(rng.choice([1, 2, 2, 2, 3, 4]))
+    pitch = np.deg2rad(rng.uniform(12, 30))
+    r_out = rng.uniform(0.36, 0.46) * h
+    phase = rng.uniform(0, 2 * np.pi) if phase is None else phase
+    arm_width = rng.uniform(0.28, 0.42)
+    arms = np.zeros(r.shape, np.float32)
+    for k in range(m):
+        expected = np.log(r / r_in) / np.tan(pitch) + phase + 2 * np.pi * k / m
+        delta = np.angle(np.exp(1j * (theta - expected)))  # wrapped angular offset from the arm
+        arms = np.maximum(arms, np.exp(-((delta / arm_width) ** 2)))
+    span = (r > r_in) & (r < r_out)
+    taper = np.clip((r - r_in) / (4 * scale), 0, 1) * np.clip((r_out - r) / (6 * scale), 0, 1)
+    arms = arms * taper * span
+    return arms, (arms > 0.5) & span & (taper > 0.3), m, pitch
+
+
 def generate(rng: np.random.Generator, *, shift: float = 0.0, shape: Sequence[int] = DEFAULT_SHAPE):
     """One galaxy: image (3, 1, H, W) float32, label (1, H, W) bit flags, attrs with the true bar."""
     _, h, w = shape
@@ -65,21 +87,8 @@ def generate(rng: np.random.Generator, *, shift: float = 0.0, shape: Sequence[in
     bar_mask = has_bar & (np.abs(bu) <= bar_len / 2) & (np.abs(bv) <= bar_width / 2)
     bar = np.exp(-((np.abs(bu) / (bar_len / 2 + 1e-6)) ** 6) - (bv / bar_width) ** 2) if has_bar else 0 * r
 
-    m = int(rng.choice([1, 2, 2, 2, 3, 4]))
-    pitch = np.deg2rad(rng.uniform(12, 30))
-    r_in = max(bar_len / 2, 6 * scale)
-    r_out = rng.uniform(0.36, 0.46) * h
-    phase = rng.uniform(0, 2 * np.pi) if not has_bar else bar_angle - pa
-    arm_width = rng.uniform(0.28, 0.42)
-    arms = np.zeros((h, w), np.float32)
-    for k in range(m):
-        expected = np.log(r / r_in) / np.tan(pitch) + phase + 2 * np.pi * k / m
-        delta = np.angle(np.exp(1j * (theta - expected)))  # wrapped angular offset from the arm
-        arms = np.maximum(arms, np.exp(-((delta / arm_width) ** 2)))
-    span = (r > r_in) & (r < r_out)
-    taper = np.clip((r - r_in) / (4 * scale), 0, 1) * np.clip((r_out - r) / (6 * scale), 0, 1)
-    arms = arms * taper * span
-    arm_mask = (arms > 0.5) & span & (taper > 0.3)
+    phase = bar_angle - pa if has_bar else None  # barred arms start at the bar's ends
+    arms, arm_mask, m, pitch = _spiral_arms(rng, r, theta, r_in=max(bar_len / 2, 6 * scale), phase=phase)
 
     red, blue = np.array([1.0, 0.75, 0.55]), np.array([0.55, 0.75, 1.0])
     light = (
