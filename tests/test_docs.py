@@ -1,7 +1,7 @@
 """The README and docs link to each other's sections by anchor; a renamed heading breaks a link silently.
 
 ``docs/benchmarks.md`` is written by ``python -m tools.bench all``, so this also checks the links its
-renderer writes (the GPU section of the cluster guide).
+renderer writes; the studies' reports under ``studies/`` are checked too.
 """
 
 import functools
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "studies").rglob("*.md"))]
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 
 

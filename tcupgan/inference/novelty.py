@@ -2,12 +2,12 @@
 discriminator's first layer sees it.
 
 Why not the discriminator's realness: trained to tell true masks from the generator's *on the training
-domain*, its verdict on an unfamiliar slice says little (docs/selection-study.md measures it). Why its
+domain*, its verdict on an unfamiliar slice says little (studies/selection/README.md measures it). Why its
 first convolution and not its deeper features: every later block normalises each slice's channels (the
 default instance norm), which removes exactly the brightness, contrast, blur and noise in which a new
 imaging domain differs; pooled statistics of the last block (this score until 2026-12-05) told the
 effort benchmark's shifted pool cubes from the familiar ones no better than chance, the first
-convolution's tell them apart almost perfectly (docs/volunteer-effort.md). Per slice its responses to
+convolution's tell them apart almost perfectly (studies/effort/README.md). Per slice its responses to
 the image are pooled to the mean and standard deviation of each channel over the plane and compared with
 the same vectors of the labelled training slices by Mahalanobis distance, the usual out-of-distribution
 score over a network's features. Large = unlike anything the model was trained on = worth a volunteer's
@@ -48,7 +48,7 @@ class FeatureReference:
 
     ``limit``: the largest distance of the reference's own slices. A slice beyond it is unlike every
     slice the model learnt from, which on the selection study's cubes singled out the domain-shifted
-    slices and almost nothing else (docs/selection-study.md); infinite where unknown.
+    slices and almost nothing else (studies/selection/README.md); infinite where unknown.
     """
 
     mean: np.ndarray
