@@ -78,6 +78,7 @@ def test_bench_all_tiny_writes_json_and_renders_the_document(tmp_path):
         "predict_memory",
         "data_time",
         "upload_speed",
+        "real_em",
         "transfer",
         "galaxy",
     }
@@ -93,4 +94,10 @@ def test_bench_all_tiny_writes_json_and_renders_the_document(tmp_path):
     transfer = bench["transfer"]["summary"]
     assert set(transfer) == {"0.25", "1.0"} and all(0 <= r["scratch"]["mean"] <= 1 for r in transfer.values())
     assert bench["galaxy"]["test_galaxies"] == 2
+    real = bench["real_em"]  # skipped, with its reason, where ../shared/data is absent
+    if "skipped" not in real:
+        models = real["tasks"]["mitochondria"]["5"]
+        assert set(models) == {"tcupgan", "monai_basicunet_2d", "monai_segresnet_3d"}
+        assert all(0 <= r["dice"] <= 1 and r["steps"] >= 1 and r["peak_memory_mb"] > 0 for r in models.values())
+        assert "## Real EM" in doc and (tmp_path / "images" / "real_em.png").stat().st_size > 10_000
     assert 0 <= bench["data_time"]["configured"]["data_share"] < 1 and "time waiting for data" in doc

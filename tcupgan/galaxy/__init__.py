@@ -1,4 +1,5 @@
-"""Galaxy spiral arms and bars: measurements from segmentation masks."""
+"""Galaxies: Galaxy Zoo 3D FITS ingest (``gz3d``), soft spiral-arm and bar masks for cutouts (``predict``)
+and bar length, angle and arm measurements from masks (``measure``)."""
 
 from tcupgan.galaxy.measure import bar_geometry, measure_galaxy, measure_store
 

@@ -31,6 +31,7 @@ QUICK_ARGS = {
     "predict_memory": [],
     "data_time": [],
     "upload_speed": ["--n", "50"],
+    "real_em": ["--task", "mitochondria", "--budget", "240"],
     "transfer": ["--quick"],
     "galaxy": ["--quick"],
 }
