@@ -55,18 +55,23 @@ def ingest_cases(
     load: Callable[[str, Any], tuple],
     overwrite: bool,
     desc: str,
+    image_source: Callable[[Any], str] | None = None,
 ) -> IngestReport:
     """Shared second pass: load, validate and write each case that is not already in the store.
 
     ``load(name, source)`` returns (image, label or None, attrs[, further arrays]). An existing store is
     checked against ``spec`` before anything else; a new one is created only once the first case has
-    passed validation, so a failed ingest never leaves an empty store behind.
+    passed validation, so a failed ingest never leaves an empty store behind. ``image_source(source)``:
+    the image file a case's cube records; a cube of that name that came from another file is not "already
+    present" but a collision of names, refused before anything is written.
     """
     names = [name for name, _ in cases]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise InputError(f"several sources map to the same cube name: {dupes}; rename the files")
     store = spec.open(store_path) if CubeStore.exists(store_path) else None
+    if store is not None and image_source is not None and not overwrite:
+        _refuse_name_collisions(store, cases, image_source)
     report = IngestReport()
     for name, source in tqdm(cases, desc=desc, unit="cube", disable=None):
         if store is not None and name in store and not overwrite:
@@ -80,6 +85,21 @@ def ingest_cases(
                          overwrite=overwrite)  # fmt: skip
         report.written.append(name)
     return report
+
+
+def _refuse_name_collisions(
+    store: CubeStore, cases: Sequence[tuple[str, Any]], image_source: Callable
+) -> None:
+    """One line naming the first case whose cube name the store already holds for another file."""
+    for name, source in cases:
+        if name in store:
+            held = store[name].attrs.get("sources", {}).get("image")
+            new = image_source(source)
+            if held is not None and Path(held).resolve() != Path(new).resolve():
+                raise InputError(
+                    f"'{new}' would be cube '{name}', which already holds '{held}': rename the file or "
+                    "give the cubes names (--names); nothing was written"
+                )
 
 
 # ---------------------------------------------------------------------------------------------- BraTS
@@ -255,7 +275,10 @@ def _ingest_pairs(
             attrs["split"] = split
         return image_vol.data, label, attrs
 
-    return ingest_cases(store_path, spec, list(zip(names, pairs, strict=True)), load, overwrite, desc)
+    cases = list(zip(names, pairs, strict=True))
+    return ingest_cases(
+        store_path, spec, cases, load, overwrite, desc, image_source=lambda pair: str(pair[0])
+    )
 
 
 def _spec_for(

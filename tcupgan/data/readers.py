@@ -6,6 +6,7 @@ truncated, unknown layout), so ingestion can stop before anything reaches the st
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,9 +54,32 @@ def nifti_header(path: Path) -> nib.Nifti1Image:
     if not path.is_file():
         raise InputError(f"file '{path}' does not exist")
     try:
-        return nib.load(str(path))
+        img = nib.load(str(path))
     except Exception as err:  # nibabel raises many types for bad headers
         raise _fail(path, err) from err
+    _check_voxel_bytes(path, img)
+    return img
+
+
+def _check_voxel_bytes(path: Path, img: nib.Nifti1Image) -> None:
+    """Refuse a header that claims more voxel bytes than the file holds, before anything is allocated (a
+    truncated download, or a crafted header claiming gigabytes). A ``.gz`` file's trailer gives its
+    uncompressed size (modulo 4 GiB, so only smaller claims are checked there)."""
+    header = img.header
+    claimed = int(header.get("vox_offset", 0)) + int(np.prod(img.shape)) * header.get_data_dtype().itemsize
+    if path.name.lower().endswith(".gz"):
+        if claimed >= 2**32 or path.stat().st_size < 18:
+            return
+        with open(path, "rb") as f:
+            f.seek(-4, os.SEEK_END)
+            holds = int.from_bytes(f.read(4), "little")
+    else:
+        holds = path.stat().st_size
+    if holds < claimed:
+        raise InputError(
+            f"'{path}' is truncated or corrupt: its header claims {claimed:,} bytes of voxels "
+            f"({'x'.join(map(str, img.shape))} {header.get_data_dtype()}) but the file holds {holds:,}"
+        )
 
 
 def read_nifti(path: Path) -> Volume:

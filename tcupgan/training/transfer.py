@@ -50,10 +50,13 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"pretrained weights '{path}' do not exist")
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=False)
+    try:  # weights only: a crafted checkpoint's pickled objects never run
+        raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch.load raises many types for files that are not checkpoints
-        raise ConfigError(f"'{path}' is not a PyTorch file ({err.__class__.__name__}: {err})") from err
+        raise ConfigError(
+            f"'{path}' is not a PyTorch checkpoint of tensors that loads safely ({err.__class__.__name__}); "
+            "give a tcupgan training checkpoint or a TCuPGenerator state dict"
+        ) from err
     state = raw.get("state_dict", raw) if isinstance(raw, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ConfigError(f"'{path}' holds no state dict of tensors")

@@ -182,7 +182,7 @@ def _read_rows(path: Path, report: HarvestReport, workflow: str | None) -> list[
     """Export rows with their JSON decoded; malformed rows are counted by reason and left out."""
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
     try:
-        with open(path, newline="") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # a spreadsheet's save adds a BOM
             reader = csv.DictReader(f)
             needed = {"classification_id", "annotations", "subject_data", "subject_ids"}
             if not needed <= set(reader.fieldnames or []):

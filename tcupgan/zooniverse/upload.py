@@ -81,6 +81,9 @@ class UploadReport:
 
 
 # --------------------------------------------------------------------------------------- inputs
+FRAME_SUFFIXES = (".png", ".jpg", ".jpeg")  # what render writes and Zooniverse shows
+
+
 def read_manifest(subjects_dir: str | os.PathLike) -> list[dict[str, str]]:
     """Rows of ``manifest.csv``, checked before any request: ids unique, frames present and small enough."""
     folder = Path(subjects_dir)
@@ -97,6 +100,11 @@ def read_manifest(subjects_dir: str | os.PathLike) -> list[dict[str, str]]:
     for row in rows:
         for frame in _frames(row):
             file = folder / frame
+            if folder.resolve() not in file.resolve().parents or file.suffix.lower() not in FRAME_SUFFIXES:
+                raise InputError(
+                    f"frame '{frame}' in '{path}' is not an image inside '{folder}': only the rendered "
+                    f"frames ({', '.join(FRAME_SUFFIXES)}) of the subjects folder are uploaded"
+                )
             if not file.is_file():
                 raise InputError(f"frame '{frame}' listed in the manifest is missing from '{folder}'")
             if file.stat().st_size > MAX_FRAME_BYTES:

@@ -292,3 +292,49 @@ def test_box_csv_problems_are_clear_and_write_nothing(tmp_path):
         with pytest.raises(InputError, match=message):
             ingest_images([tile], tmp_path / "ff.zarr", boxes=tmp_path / "b.csv")
         assert not (tmp_path / "ff.zarr").exists()
+
+
+def test_two_files_that_map_to_one_cube_name_are_refused_not_skipped(tmp_path):
+    """``tile ü.png`` and, in a later run, ``tile é.png`` both become cube ``tile__``: the second is another
+    file, not the cube already present, so ingest refuses it in one line and writes nothing; the same
+    file again is still skipped."""
+    store = tmp_path / "tiles.zarr"
+    rng = np.random.default_rng(0)
+    for name in ("tile ü.png", "tile é.png"):
+        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(tmp_path / name)
+    assert ingest_images([tmp_path / "tile ü.png"], store).written == ["tile__"]
+    before = snapshot(store)
+    with pytest.raises(InputError, match="already holds .*tile ü.png.*rename the file"):
+        ingest_images([tmp_path / "tile é.png"], store)
+    assert snapshot(store) == before
+    assert ingest_images([tmp_path / "tile ü.png"], store).skipped == ["tile__"]
+    assert ingest_images([tmp_path / "tile é.png"], store, names=["tile_e"]).written == ["tile_e"]
+
+
+@pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
+def test_a_header_claiming_more_voxels_than_the_file_holds_is_refused_before_allocating(tmp_path, suffix):
+    """A 1 KB file whose header claims a 2 GiB volume: one line, and no gigabytes allocated first."""
+    import tracemalloc
+
+    from tcupgan.data.readers import read_nifti
+
+    header = nib.Nifti1Header()
+    header.set_data_shape((1024, 1024, 512))
+    header.set_data_dtype(np.float32)
+    header["vox_offset"] = 352
+    raw = header.binaryblock + b"\x00" * 4 + b"\x00" * 1000
+    path = tmp_path / f"claims{suffix}"
+    path.write_bytes(gzip.compress(raw) if suffix.endswith(".gz") else raw)
+    tracemalloc.start()
+    try:
+        with pytest.raises(InputError, match=r"corrupt: its header claims 2,147,4[0-9,]+ bytes of voxels"):
+            read_nifti(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 50 * 2**20
+    folder, _ = write_case(tmp_path / "cases")  # one modality of a case so crafted: refused before writing
+    (folder / "BraTS-GLI-00007-000-t2f.nii.gz").write_bytes(gzip.compress(raw))
+    with pytest.raises(InputError, match="header claims"):
+        ingest_brats(tmp_path / "cases", tmp_path / "s.zarr")
+    assert not (tmp_path / "s.zarr").exists()

@@ -1,5 +1,7 @@
 """Transfer to a new project: weights that fit are loaded, the stem adapted, the rest listed fresh."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -35,7 +37,7 @@ def test_wrong_files_are_refused_and_bare_generators_accepted(tmp_path):
     with pytest.raises(ConfigError, match="no TCuP-GAN generator weights"):
         transfer_weights(model, tmp_path / "disc.pt")
     (tmp_path / "notes.txt").write_text("not weights")
-    with pytest.raises(ConfigError, match="not a PyTorch file"):
+    with pytest.raises(ConfigError, match="not a PyTorch checkpoint"):
         transfer_weights(model, tmp_path / "notes.txt")
     torch.save(TCuPGAN(1, 1, ["fg"], **SMALL).generator.state_dict(), tmp_path / "encoder.pt")
     report = transfer_weights(model, tmp_path / "encoder.pt", reset_discriminator=True)
@@ -77,3 +79,26 @@ def test_frozen_encoder_stays_put_while_the_rest_learns(tmp_path):
     assert len(data.train_names) == 1  # a third of the three train cubes
     lrs = sorted(group["lr"] for group in trainer.optimizers[0].param_groups)
     assert lrs == pytest.approx([model.hparams.lr_g * 0.1, model.hparams.lr_g])
+
+
+class _Payload:
+    """What a crafted checkpoint smuggles in: unpickling it would run code."""
+
+    def __reduce__(self):
+        return (Path.touch, (Path(_Payload.target),))
+
+
+def test_a_crafted_checkpoint_is_refused_without_running_its_code(tmp_path):
+    """``finetune --from`` and ``model.init_from`` read weights only: an object pickled into a
+    checkpoint is refused, not executed."""
+    from tcupgan.training.transfer import read_weights
+
+    _Payload.target = str(tmp_path / "ran")
+    crafted = tmp_path / "crafted.ckpt"
+    state = TCuPGAN(1, 1, ["fg"], **SMALL).state_dict()
+    torch.save({"state_dict": state, "hook": _Payload()}, crafted)
+    with pytest.raises(ConfigError, match="loads safely"):
+        read_weights(crafted)
+    assert not (tmp_path / "ran").exists()
+    plain = write_checkpoint(TCuPGAN(1, 1, ["fg"], **SMALL), tmp_path / "plain.ckpt")
+    assert any(k.startswith("generator.") for k in read_weights(plain))  # real checkpoints still load

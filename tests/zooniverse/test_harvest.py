@@ -133,3 +133,15 @@ def test_simulated_volunteers_through_sandbox_then_export_download(sandbox, subj
             truth, got = cube.label[z] > 0, cube["corrections"][z] > 0
             dices.append(2 * (truth & got).sum() / (truth.sum() + got.sum()))
     assert len(dices) == 32 and np.mean(dices) > 0.85
+
+
+def test_an_export_saved_with_a_byte_order_mark_is_read(small_store, tmp_path):
+    """A spreadsheet that saves the export as "UTF-8 with BOM" puts U+FEFF before the first column's
+    name: the export is still a classification export, and the same corrections come out of it."""
+    rows = [row(str(i), f"v{i}", [square(20, 20, 60, 60, tool=0)]) for i in range(3)]
+    export = write_export(rows, tmp_path / "e.csv")
+    marked = tmp_path / "bom.csv"
+    marked.write_bytes(b"\xef\xbb\xbf" + export.read_bytes())
+    report = harvest(marked, small_store, min_volunteers=3)
+    assert report.classifications_used == 3 and report.slices_written == 1 and not report.skipped
+    assert CubeStore(small_store)["c"]["corrections"][1].sum() == 400

@@ -126,3 +126,21 @@ def test_wrong_password_is_a_clear_error(sandbox, subjects, monkeypatch):
     with pytest.raises(TcupganError, match="could not log in") as err:
         upload_subjects(subjects, sandbox.project_id, "round-1")
     assert "not-the-password" not in str(err.value)
+
+
+@pytest.mark.parametrize("frame", ["../secret.png", "/etc/hostname", "notes.txt"])
+def test_a_manifest_naming_files_outside_its_folder_or_not_images_is_refused(sandbox, subjects, frame):
+    """Only the subjects folder's own rendered images are uploaded: a manifest edited to name any other
+    file is refused before a single request."""
+    (subjects.parent / "secret.png").write_bytes(b"private")
+    (subjects / "notes.txt").write_text("not an image")
+    rows = manifest(subjects)
+    rows[0]["frame_0"] = frame
+    with open(subjects / "manifest.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    before = sandbox.server.requests_seen
+    with pytest.raises(InputError, match="not an image inside"):
+        upload_subjects(subjects, sandbox.project_id, "round-1")
+    assert sandbox.server.requests_seen == before
