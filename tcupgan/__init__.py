@@ -24,6 +24,7 @@ _HOMES = {
                      "export_cube"),
     "tcupgan.training": ("TCuPGAN", "CubeDataModule"),
     "tcupgan.training.cli": ("fit_config",),
+    "tcupgan.training.plan": ("write_plan",),
     "tcupgan.training.transfer": ("transfer_weights",),
     "tcupgan.inference": ("predict_store", "load_model", "SliceScorer", "register"),
     "tcupgan.metrics.evaluate": ("evaluate_store",),

@@ -66,7 +66,7 @@ for run in ("cuda32", "cuda_bf16"):
     for name in cpu.names():  # probabilities are stored as uint8 255ths: subtract as signed integers
         prob.append(np.abs(cpu[name]["probability"][:].astype(np.int16) - gpu[name]["probability"][:]).ravel())
         labels.append((cpu[name]["prediction"][:] != gpu[name]["prediction"][:]).ravel())
-        scores.append(np.abs(cpu[name]["slice_scores"][:] - gpu[name]["slice_scores"][:]))
+        scores.append(np.abs(cpu[name]["slice_realness"][:] - gpu[name]["slice_realness"][:]))
     prob, labels, scores = (np.concatenate(x) for x in (prob, labels, scores))
     print(f"{run} vs cpu32 over {prob.size} voxels: probability max {prob.max()}/255, mean {prob.mean():.4f}/255;"
           f" labels differ {labels.mean():.6f}; slice scores max diff {np.nanmax(scores):.4f}")

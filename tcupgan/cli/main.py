@@ -10,6 +10,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from tcupgan.cli.common import add_command, add_ingest_options, formatter
 from tcupgan.cli.galaxy import add_galaxy_commands
@@ -85,6 +86,14 @@ def cmd_ingest_images(args: argparse.Namespace) -> None:
         class_names=args.class_names,
     )  # fmt: skip
     print(f"{args.store}: {report}")
+
+
+def cmd_plan(args: argparse.Namespace) -> None:
+    from tcupgan.training.plan import write_plan
+
+    _, text = write_plan(args.store, args.out)
+    print(text, end="")
+    print(f"wrote {args.out}; train with `tcupgan fit --plan {args.out}` (add --config for your own choices)")
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -209,13 +218,28 @@ def cmd_bench(argv: Sequence[str]) -> None:
     module.main(list(argv) if name == "all" else list(argv[1:]))
 
 
+def with_plan(argv: Sequence[str]) -> list[str]:
+    """``--plan PLAN.yaml`` becomes the first ``--config``: LightningCLI lets later configs and options
+    override earlier ones, so the plan fills only what the user's own config and options leave unset."""
+    argv = list(argv)
+    if "--plan" not in argv:
+        return argv
+    i = argv.index("--plan")
+    if i + 1 >= len(argv) or not Path(argv[i + 1]).is_file():
+        raise ConfigError(
+            "--plan needs a plan file: make one with `tcupgan plan --store STORE --out plan.yaml`"
+        )
+    plan = argv[i + 1]
+    return ["--config", plan, *argv[:i], *argv[i + 2 :]]
+
+
 def cmd_fit(argv: Sequence[str]) -> None:
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
     from tcupgan.training.cli import run_fit
 
     try:
-        run_fit(list(argv))
+        run_fit(with_plan(argv))
     except MisconfigurationException as err:  # Lightning's own words, plus what to do about a GPU
         hint = ""
         if any(word in str(err).lower() for word in ("gpu", "cuda", "mps", "device")):
@@ -292,6 +316,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--boxes", help="CSV of boxes (image,x_min,x_max,y_min,y_max) as weak labels instead")
     p.add_argument("--pixel-scale", type=float, default=1.0, help="pixel size (e.g. arcsec or m per pixel)")
     add_ingest_options(p, names=True, label_mode=True)
+
+    p = add_command(
+        sub, "plan", "Derive training and prediction settings from a store's data and this machine.",
+        "tcupgan plan --store em.zarr --out plan.yaml && tcupgan fit --plan plan.yaml", cmd_plan,
+    )  # fmt: skip
+    p.add_argument("--store", required=True, help="the cube store to plan for (its labelled train cubes)")
+    p.add_argument("--out", default="plan.yaml", help="the plan, a LightningCLI config (plan.yaml)")
 
     p = add_command(
         sub, "export", "Write a cube's image, label or prediction to NIfTI, TIFF or PNG.",
@@ -374,7 +405,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="tiny cubes and few epochs (about a minute)")
     p.add_argument("--fail-rate", type=float, default=0.2, help="faults injected into the sandbox (0.2)")
     sub.add_parser(
-        "fit", help="Train TCuP-GAN (LightningCLI: --config configs/demo.yaml, --print_config, --trainer.*).",
+        "fit",
+        help="Train TCuP-GAN (LightningCLI: --plan plan.yaml, --config configs/demo.yaml, --print_config, "
+        "--trainer.*).",
         add_help=False,
     )  # fmt: skip
     sub.add_parser(

@@ -90,12 +90,13 @@ def ingest_cases(
 def _refuse_name_collisions(
     store: CubeStore, cases: Sequence[tuple[str, Any]], image_source: Callable
 ) -> None:
-    """One line naming the first case whose cube name the store already holds for another file."""
+    """One line naming the first case whose cube name the store already holds for a file of another
+    name (by name, not path: a rerun from another folder is the same source)."""
     for name, source in cases:
         if name in store:
             held = store[name].attrs.get("sources", {}).get("image")
             new = image_source(source)
-            if held is not None and Path(held).resolve() != Path(new).resolve():
+            if held is not None and Path(held).name != Path(new).name:
                 raise InputError(
                     f"'{new}' would be cube '{name}', which already holds '{held}': rename the file or "
                     "give the cubes names (--names); nothing was written"

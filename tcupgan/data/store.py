@@ -6,7 +6,7 @@ Layout on disk (a directory; any file system that renames directories atomically
       case-001/                   one group per cube, attrs: spacing, affine, split, sources, ...
         image                     float32 (C, D, H, W)
         label                     uint8   (D, H, W)   optional
-        prediction, slice_scores, corrections ...      added by later steps
+        prediction, slice_<score>, corrections ...   added by later steps
 
 Why this shape:
   * Depth (D) is the ConvLSTM's time axis and the axis volunteers see as slices, so it is the second axis

@@ -90,7 +90,6 @@ def load_model(ckpt: str | Path, device: str | torch.device = "cpu"):
 
 
 PRECISIONS = {"32": torch.float32, "bf16": torch.bfloat16}
-PRECISIONS_BY_DTYPE = {dtype: name for name, dtype in PRECISIONS.items()}
 
 
 def set_precision(model, precision: str):

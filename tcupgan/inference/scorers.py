@@ -65,7 +65,7 @@ class SlicePool:
 
     ``arrays``: per cube, its per-slice arrays from the latest predict run (stale ones left out);
     ``attrs``: their attributes; ``content``: per cube, each slice's share of pixels with content, which
-    counts as content from ``min_content``.
+    counts as content from ``min_content``; ``corrected``: per cube, the slices volunteers corrected.
     """
 
     cubes: np.ndarray
@@ -73,6 +73,7 @@ class SlicePool:
     arrays: dict[str, dict[str, np.ndarray]]
     attrs: dict[str, dict[str, dict]]
     content: dict[str, np.ndarray]
+    corrected: dict[str, list[int]]
     min_content: float = 0.05
 
     def __len__(self) -> int:

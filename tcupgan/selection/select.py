@@ -75,7 +75,7 @@ def select_slices(
     pool = gather_pool(store, list(cubes) if cubes else store.names(split=split), scorer, rules.min_content)
     priority = scorer.priority(pool, np.random.default_rng(seed))
     order = draw_order(priority, pool.cubes, sampling, np.random.default_rng(seed))
-    return pick(store, pool, priority, order, budget, rules, scorer.name)
+    return pick(pool, priority, order, budget, rules, scorer.name)
 
 
 def gather_pool(store: CubeStore, names: list[str], scorer: SliceScorer, min_content: float) -> SlicePool:
@@ -84,7 +84,7 @@ def gather_pool(store: CubeStore, names: list[str], scorer: SliceScorer, min_con
     predicted = [n for n in names if "prediction" in store[n]]
     if not predicted:
         raise StoreError(f"no cube of '{store.path}' has been predicted; run `tcupgan predict` first")
-    arrays, attrs, content = {}, {}, {}
+    arrays, attrs, content, corrected = {}, {}, {}, {}
     cubes, slices = [], []
     for name in predicted:
         cube = store[name]
@@ -94,9 +94,8 @@ def gather_pool(store: CubeStore, names: list[str], scorer: SliceScorer, min_con
                 raise StoreError(
                     f"cube '{name}' has no {array} from its latest predict run: {scorer.how_to_get}"
                 )
-        content[name] = content_fraction(cube)
-        corrected = set(cube.corrected_slices)
-        keep = [z for z in np.nonzero(content[name] >= min_content)[0] if z not in corrected]
+        content[name], corrected[name] = content_fraction(cube), cube.corrected_slices
+        keep = [z for z in np.nonzero(content[name] >= min_content)[0] if z not in corrected[name]]
         cubes += [name] * len(keep)
         slices += keep
     if not slices:
@@ -104,7 +103,9 @@ def gather_pool(store: CubeStore, names: list[str], scorer: SliceScorer, min_con
             f"no slice left to select: every slice has less than {min_content:.0%} content (lower "
             "--min-content) or volunteers already corrected it"
         )
-    return SlicePool(np.asarray(cubes), np.asarray(slices, int), arrays, attrs, content, min_content)
+    return SlicePool(
+        np.asarray(cubes), np.asarray(slices, int), arrays, attrs, content, corrected, min_content
+    )
 
 
 def _latest_scores(cube: Cube) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
@@ -143,11 +144,11 @@ def _draw_by_inverse_rank(rank: np.ndarray, rng: np.random.Generator) -> np.ndar
     return np.argsort(-key, kind="stable")
 
 
-def pick(store: CubeStore, pool: SlicePool, priority: np.ndarray, order: np.ndarray, budget: int,
-         rules: SelectionRules, strategy: str) -> list[dict]:  # fmt: skip
+def pick(pool: SlicePool, priority: np.ndarray, order: np.ndarray, budget: int, rules: SelectionRules,
+         strategy: str) -> list[dict]:  # fmt: skip
     """Walk ``order`` and keep slices until ``budget``, skipping those the per-cube cap or the gap to a
     corrected or picked slice rules out."""
-    near = {name: store[name].corrected_slices for name in pool.arrays}
+    near = {name: list(slices) for name, slices in pool.corrected.items()}
     picked = dict.fromkeys(pool.arrays, 0)
     chosen: list[dict] = []
     for i in order:
@@ -161,9 +162,10 @@ def pick(store: CubeStore, pool: SlicePool, priority: np.ndarray, order: np.ndar
             s.name: float(pool.arrays[cube][s.array][z]) if s.array in pool.arrays[cube] else None
             for s in predicted_scorers()
         }
-        chosen.append({"cube": cube, "slice": z, **scores, "content": float(pool.content[cube][z]),
-                       "priority": float(priority[i]),
-                       "rank": len(chosen) + 1, "strategy": strategy})  # fmt: skip
+        chosen.append({
+            "cube": cube, "slice": z, **scores, "content": float(pool.content[cube][z]),
+            "priority": float(priority[i]), "rank": len(chosen) + 1, "strategy": strategy,
+        })  # fmt: skip
         if len(chosen) == budget:
             break
     return chosen

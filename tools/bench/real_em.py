@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -135,8 +136,11 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 86400:02d}:{seconds // 3600 % 24:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
-def train_tcupgan(store: Path, work: Path, budget: float, crop: Sequence[int]) -> dict:
-    """``tcupgan fit`` with the shipped config, stopped by the budget; then ``predict`` and Dice."""
+def train_tcupgan(
+    store: Path, work: Path, budget: float, crop: Sequence[int], extra: Sequence[str] = ()
+) -> dict:
+    """``tcupgan fit`` with the shipped config (and ``extra`` fit arguments), stopped by the budget; then
+    ``predict`` and Dice."""
     from tcupgan.data import CubeStore
     from tcupgan.inference import predict_store
     from tcupgan.training.cli import run_fit
@@ -150,7 +154,7 @@ def train_tcupgan(store: Path, work: Path, budget: float, crop: Sequence[int]) -
         "--data.crop_size", crop_text, "--data.batch_size", "1", "--data.num_workers", "0",
         "--model.val_roi", crop_text,
         "--trainer.callbacks+=tools.bench.real_em.StepTimer",
-        f"--trainer.callbacks.path={work / 'split.json'}",
+        f"--trainer.callbacks.path={work / 'split.json'}", *extra,
     ])  # fmt: skip
     trained = time.perf_counter()
     ckpt = work / "final.ckpt"
@@ -268,7 +272,7 @@ def worker(args: argparse.Namespace) -> dict:
     start = time.perf_counter()
     if args.worker == "tcupgan":
         crop = (min(8, len(TRAIN)), args.crop, args.crop)
-        result = train_tcupgan(store, Path(args.work), budget, crop)
+        result = train_tcupgan(store, Path(args.work), budget, crop, shlex.split(args.fit_args))
     elif args.worker == "monai_basicunet_2d":
         result = train_monai(store, args.worker, budget, (0, args.crop, args.crop), batch=8)
     else:
@@ -283,7 +287,7 @@ def worker(args: argparse.Namespace) -> dict:
 def run_one(model: str, store: Path, work: Path, budget: float, args: argparse.Namespace) -> dict:
     command = [sys.executable, "-m", "tools.bench.real_em", "--worker", model, "--store", str(store),
                "--work", str(work), "--budget", str(budget), "--crop", str(args.crop), "--threads",
-               str(args.threads)]  # fmt: skip
+               str(args.threads), f"--fit-args={args.fit_args}"]  # fmt: skip
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
     if done.returncode:
         raise SystemExit(f"{model} failed:\n{done.stderr[-3000:]}")
@@ -298,7 +302,8 @@ def run(args: argparse.Namespace) -> dict:
     if args.tiny:
         args.task, args.budget, args.crop = ["mitochondria"], [5.0], 64
     results: dict = {"baseline": "MONAI BasicUNet (2D) and SegResNet (3D), their usual recipes, same budget",
-                     "split": {"train": list(TRAIN), "held_out": list(HELD_OUT)}, "tasks": {}}  # fmt: skip
+                     "split": {"train": list(TRAIN), "held_out": list(HELD_OUT)}, "fit_args": args.fit_args,
+                     "tasks": {}}  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         for task in args.task:
             store = build_store(Path(tmp) / task, task, size=128 if args.tiny else None)
@@ -354,7 +359,27 @@ def section(s: dict) -> list[str]:
                     f"| {task} | {budget} | {model} | {r['dice']:.3f} | {r['steps']} | "
                     f"{r['train_voxels_per_s']:,} | {r['peak_memory_mb']:,} |"
                 )
-    return [*lines, "", f"![held-out Dice against training seconds]({FIGURE})"]
+    why = "What moved TCuP-GAN's Dice per step: [studies/real-em](../studies/real-em/README.md)."
+    return [*lines, *_step_split(s), "", why, "", f"![held-out Dice against training seconds]({FIGURE})"]
+
+
+def _step_split(s: dict) -> list[str]:
+    """Where TCuP-GAN's training step went, per task and budget."""
+    lines = []
+    for task, by_budget in s["tasks"].items():
+        for budget, models in by_budget.items():
+            split = models.get("tcupgan", {}).get("seconds_per_step")
+            if not split:
+                continue
+            generator = split["generator_forward"] + split["generator_backward_step"]
+            critic = split["discriminator_forward"] + split["discriminator_backward_step"]
+            lines += [
+                "",
+                f"TCuP-GAN's training step ({task}, {budget} s): {split['step_total']:.2f} s, of which the "
+                f"generator {generator:.2f} s (forward {split['generator_forward']:.2f} s), the "
+                f"discriminator {critic:.2f} s and waiting for data {split['data']:.2f} s.",
+            ]
+    return lines
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -365,6 +390,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--crop", type=int, default=256, help="in-plane crop size of every model (256)")
     p.add_argument("--threads", type=int, default=2, help="torch threads per model (2)")
     p.add_argument("--figure", help="PNG of held-out Dice against training seconds")
+    p.add_argument("--fit-args", default="", help='further `tcupgan fit` arguments for TCuP-GAN, e.g. '
+                   '"--model.seg_loss dicece" (none: the shipped config as it is)')  # fmt: skip
     p.add_argument("--worker", choices=MODELS, help=argparse.SUPPRESS)
     p.add_argument("--store", help=argparse.SUPPRESS)
     p.add_argument("--work", help=argparse.SUPPRESS)
