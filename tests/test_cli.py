@@ -121,3 +121,44 @@ def test_ingest_images_names_the_class_and_extends_a_store_without_repeating_it(
     second = ["ingest", "images", str(tmp_path / "tile1.png"), "--masks", str(tmp_path / "mask1.png")]
     assert main([*second, "--store", store]) == 0
     assert CubeStore(store).class_names == ["kelp"] and len(CubeStore(store)) == 2
+
+
+def test_a_read_only_store_is_one_line_and_stays_as_it_was(tmp_path, capsys, monkeypatch):
+    """Writing into a store this user may not write (simulated: as root, permissions do not stop writes)
+    gives one line naming the path, no traceback, and the store unchanged."""
+    from tests.conftest import snapshot
+
+    store = tmp_path / "ro.zarr"
+    assert main(["synth", "fatchecker", "--out", str(store), "--n", "1", "--shape", "4", "32", "32"]) == 0
+    before = snapshot(store)
+    real_mkdir = Path.mkdir
+
+    def read_only(self, *args, **kwargs):
+        if str(self).startswith(str(store)):
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    capsys.readouterr()
+    assert (
+        main(
+            [
+                "synth",
+                "fatchecker",
+                "--out",
+                str(store),
+                "--n",
+                "1",
+                "--seed",
+                "3",
+                "--shape",
+                "4",
+                "32",
+                "32",
+            ]
+        )
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: permission denied writing '{store}") and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1 and snapshot(store) == before

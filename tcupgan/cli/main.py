@@ -453,6 +453,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except PermissionError as err:  # a read-only store, folder or file: nothing to debug in tcupgan
+        if debug:
+            raise
+        where = err.filename or "a file this command writes"
+        print(f"error: permission denied writing '{where}': make it writable for this user, or work on a "
+              "writable copy (nothing of this step was made visible)", file=sys.stderr)  # fmt: skip
+        return 2
     except KeyboardInterrupt:
         print("interrupted; re-run the same command to resume (finished cubes are kept)", file=sys.stderr)
         return 130
