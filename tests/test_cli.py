@@ -162,3 +162,11 @@ def test_a_read_only_store_is_one_line_and_stays_as_it_was(tmp_path, capsys, mon
     err = capsys.readouterr().err
     assert err.startswith(f"error: permission denied writing '{store}") and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1 and snapshot(store) == before
+
+
+def test_version(capsys):
+    import tcupgan
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"tcupgan {tcupgan.__version__}"

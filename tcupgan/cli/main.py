@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from tcupgan import __version__
 from tcupgan.cli.common import add_command, add_ingest_options, formatter
 from tcupgan.cli.galaxy import add_galaxy_commands
 from tcupgan.cli.volunteers import add_volunteer_commands
@@ -259,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=formatter,
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    parser.add_argument("--version", action="version", version=f"tcupgan {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = add_command(
