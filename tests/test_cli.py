@@ -26,6 +26,7 @@ COMMANDS = [
     ["galaxy", "ingest"],
     ["galaxy", "predict"],
     ["galaxy", "measure"],
+    ["plan"],
 ]
 
 
@@ -170,3 +171,21 @@ def test_version(capsys):
     with pytest.raises(SystemExit) as done:
         main(["--version"])
     assert done.value.code == 0 and capsys.readouterr().out.strip() == f"tcupgan {tcupgan.__version__}"
+
+
+@pytest.mark.slow
+def test_training_output_is_quiet_unless_verbose(tmp_path):
+    """Lightning's INFO lines (printed twice: its own handler and the root logger's), its advertisements
+    and library deprecation warnings appear only with --verbose; tcupgan's own result line stays."""
+    store = tmp_path / "d.zarr"
+    assert main(["synth", "fatchecker", "--out", str(store), "--n", "4", "--shape", "8", "32", "32"]) == 0
+    fit = [sys.executable, "-m", "tcupgan.cli.main", "fit", "--config", str(ROOT / "configs" / "demo.yaml"),
+           "--data.store", str(store), "--trainer.max_epochs", "1", "--data.samples_per_epoch", "2",
+           "--data.crop_size", "[8, 32, 32]", "--model.val_roi", "[8, 32, 32]", "--data.num_workers", "0",
+           "--trainer.default_root_dir", str(tmp_path / "run"),
+           "--trainer.logger.init_args.save_dir", str(tmp_path / "run")]  # fmt: skip
+    quiet = subprocess.run(fit, cwd=tmp_path, capture_output=True, text=True, check=True)
+    loud = subprocess.run([*fit, "--verbose"], cwd=tmp_path, capture_output=True, text=True, check=True)
+    for noise in ("Seed set to", "GPU available", "Tip:", "Warning"):
+        assert noise not in quiet.stderr, noise
+    assert "Seed set to" in loud.stderr and "GPU available" in loud.stderr

@@ -260,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=formatter,
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    parser.add_argument("--verbose", action="store_true", help="show the libraries' INFO lines and warnings")
     parser.add_argument("--version", action="version", version=f"tcupgan {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -428,14 +429,37 @@ def _min_size(text: str) -> int | dict[int, int]:
     return {int(k): int(v) for k, v in (item.split("=") for item in text.split(","))}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in argv
+LIBRARY_LOGGERS = (
+    "lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero",
+    "lightning.fabric.utilities.seed", "lightning.pytorch.accelerators.cuda",
+)  # fmt: skip
+
+
+def quiet_console(debug: bool, verbose: bool) -> None:
+    """tcupgan's own progress at INFO; the libraries' INFO lines (Lightning's, which it also prints through
+    a handler of its own, and its advertisements) and their deprecation warnings only with ``--verbose``
+    or ``--debug``, so a command's result is not lost among them."""
+    import warnings
+
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
+    if verbose:
+        return
+    # the loggers Lightning's INFO lines come from: Lightning resets its package loggers' levels on import,
+    # not these
+    for name in LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for category in (DeprecationWarning, FutureWarning, PendingDeprecationWarning):
+        warnings.filterwarnings("ignore", category=category)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug, verbose = "--debug" in argv, "--verbose" in argv or "--debug" in argv
+    quiet_console(debug, verbose)
     try:
-        rest = [a for a in argv if a != "--debug"]
+        rest = [a for a in argv if a not in ("--debug", "--verbose")]
         if rest[:1] == ["fit"]:  # LightningCLI owns fit's arguments (--config, --trainer.*, --print_config)
             cmd_fit(rest[1:])
             return 0
@@ -445,7 +469,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if rest[:1] == ["bench"]:
             cmd_bench(rest[1:])
             return 0
-        args = build_parser().parse_args(argv)
+        args = build_parser().parse_args(rest)
         if not getattr(args, "func", None):
             build_parser().print_help()
             return 1
