@@ -247,6 +247,7 @@ def test_ddp_two_cpu_processes(store, tmp_path):
         "--trainer.enable_progress_bar=false",
         f"--trainer.default_root_dir={tmp_path}",
         "--trainer.logger=false",
+        "--verbose",  # Lightning's INFO line that names the backend
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
