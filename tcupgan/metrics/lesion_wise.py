@@ -25,7 +25,7 @@ from scipy import ndimage
 
 from tcupgan.errors import InputError
 
-__all__ = ["CHALLENGES", "BRATS_REGIONS", "RegionScore", "lesion_wise", "region_lesion_wise"]
+__all__ = ["CHALLENGES", "BRATS_REGIONS", "RegionScore", "lesion_wise", "mask_dice", "region_lesion_wise"]
 
 #: challenge → (GT dilation iterations, minimum GT lesion volume in mm^3); from the 2023 scorer.
 CHALLENGES: dict[str, tuple[int, float]] = {
@@ -58,7 +58,8 @@ class RegionScore:
         return asdict(self)
 
 
-def _dice(a: np.ndarray, b: np.ndarray) -> float:
+def mask_dice(a: np.ndarray, b: np.ndarray) -> float:
+    """Dice of two boolean masks of any shape; 1 where both are empty."""
     total = a.sum() + b.sum()
     return 1.0 if total == 0 else float(2 * np.logical_and(a, b).sum() / total)
 
@@ -85,7 +86,7 @@ def region_lesion_wise(
     dilation, min_volume = CHALLENGES[challenge]
     pred, gt = pred.astype(bool), gt.astype(bool)
     voxel_volume = float(np.prod(spacing))
-    legacy = (_dice(pred, gt), _hd95(gt, pred, spacing))
+    legacy = (mask_dice(pred, gt), _hd95(gt, pred, spacing))
     if not gt.any() and not pred.any():
         return RegionScore(1.0, 0.0, *legacy, tp=0, fp=0, fn=0, n_gt_lesions=0)
 
@@ -107,7 +108,7 @@ def region_lesion_wise(
         if lesion.sum() * voxel_volume <= min_volume:
             continue  # too small to count, yet predictions touching it are not false positives
         matched = np.isin(pred_cc, hits) if len(hits) else np.zeros_like(pred)
-        dices.append(_dice(matched, lesion))
+        dices.append(mask_dice(matched, lesion))
         hds.append(_hd95(lesion, matched, spacing))
         tp, fn = (tp + 1, fn) if len(hits) else (tp, fn + 1)
     fp = len(set(np.unique(pred_cc[pred_cc > 0]).tolist()) - touched)

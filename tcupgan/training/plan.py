@@ -82,7 +82,8 @@ def fingerprint(store_path: str | Path, max_label_cubes: int = 8) -> Fingerprint
             f"store '{store.path}' has no labelled cubes in split 'train': a plan is for training; "
             "ingest labels (--labels, --masks) or set splits (--split train)"
         )
-    shapes = np.array([store[n].shape[1:] for n in names])
+    shape_of = {n: store[n].shape[1:] for n in names}  # each cube's metadata read once
+    shapes, train_shapes = np.array(list(shape_of.values())), np.array([shape_of[n] for n in train])
     if int(shapes[:, 0].sum()) <= 1:
         raise StoreError(f"store '{store.path}' holds a single slice: nothing to train and validate on")
     spacing = np.array([store[n].attrs.get("spacing", [1.0, 1.0, 1.0]) for n in names], float)
@@ -93,10 +94,10 @@ def fingerprint(store_path: str | Path, max_label_cubes: int = 8) -> Fingerprint
         task=store.task,
         median_shape=tuple(int(v) for v in np.median(shapes, axis=0)),
         smallest_shape=tuple(int(v) for v in shapes.min(axis=0)),
-        smallest_train_shape=tuple(int(v) for v in np.min([store[n].shape[1:] for n in train], axis=0)),
+        smallest_train_shape=tuple(int(v) for v in train_shapes.min(axis=0)),
         median_spacing=tuple(float(v) for v in np.median(spacing, axis=0)),
         foreground_fraction=_foreground(store, train[:max_label_cubes]),
-        train_voxels=int(sum(np.prod(store[n].shape[1:]) for n in train)),
+        train_voxels=int(train_shapes.prod(axis=1).sum()),
     )
 
 

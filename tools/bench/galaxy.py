@@ -23,7 +23,7 @@ import numpy as np
 from tcupgan.data import CubeStore, synthesize
 from tcupgan.galaxy import measure_galaxy
 from tcupgan.inference import predict_store
-from tcupgan.metrics.evaluate import slice_dice
+from tcupgan.metrics.lesion_wise import mask_dice
 from tcupgan.training.cli import fit_config
 from tcupgan.viz import display_image, outline, save_panels
 from tools.bench.common import bench_cli
@@ -31,19 +31,14 @@ from tools.bench.common import bench_cli
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "galaxy_spiral_bar.yaml"
 
 
-def _dice(pred: np.ndarray, truth: np.ndarray) -> float:
-    """Dice of one (H, W) mask, by evaluate's rule (1 when both are empty)."""
-    return float(slice_dice(pred[None], truth[None])[0])
-
-
 def score(maps: np.ndarray, label: np.ndarray, attrs: dict) -> dict:
     """Scores of (2, H, W) fraction maps against one galaxy's true arms and bar."""
     arms, bar = maps >= 0.5
     true_arms, true_bar = (label & 1) > 0, (label & 2) > 0
     length = measure_galaxy(maps[0], maps[1], centre=tuple(attrs["centre_yx"]))["bar_length_px"]
-    out = {"arm_dice": _dice(arms, true_arms), "barred": bool(true_bar.any()), "bar_found": length > 0}
+    out = {"arm_dice": mask_dice(arms, true_arms), "barred": bool(true_bar.any()), "bar_found": length > 0}
     if true_bar.any():
-        out["bar_dice"] = _dice(bar, true_bar)
+        out["bar_dice"] = mask_dice(bar, true_bar)
         if length > 0:
             out["bar_length_error"] = abs(length - attrs["bar_length_px"]) / attrs["bar_length_px"]
     return out

@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 from lightning.pytorch import Callback
 
+from tcupgan.metrics.lesion_wise import mask_dice
 from tools.bench.common import bench_cli
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,11 +76,6 @@ def build_store(out: Path, task: str, size: int | None = None) -> Path:
     # held-out sections before the final Dice, and every model is scored on its last weights
     cubes.update_attrs("test", split="val")
     return store
-
-
-def dice(pred: np.ndarray, truth: np.ndarray) -> float:
-    total = pred.sum() + truth.sum()
-    return float(2 * (pred & truth).sum() / total) if total else 1.0
 
 
 class StepTimer(Callback):
@@ -163,7 +159,7 @@ def train_tcupgan(
     predict_store(ckpt, store, cubes=["test"])
     cube = CubeStore(store)["test"]
     return {
-        "dice": dice(cube["prediction"][...] > 0, cube.label[...] > 0),
+        "dice": mask_dice(cube["prediction"][...] > 0, cube.label[...] > 0),
         "steps": steps,
         "voxels_per_step": int(np.prod(crop)),
         "predict_seconds": round(time.perf_counter() - trained, 1),
@@ -256,7 +252,7 @@ def train_monai(store: Path, model: str, budget: float, crop: Sequence[int], bat
             ]
     pred = torch.sigmoid(prob).numpy() > 0.5
     return {
-        "dice": dice(pred, test.label[...] > 0),
+        "dice": mask_dice(pred, test.label[...] > 0),
         "steps": steps,
         "voxels_per_step": int(batch * np.prod([max(crop[0], 1), *crop[1:]])),
         "predict_seconds": round(time.perf_counter() - trained, 1),
