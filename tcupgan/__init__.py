@@ -5,7 +5,7 @@ functions)::
 
     import tcupgan
     tcupgan.synthesize("fatchecker", "demo.zarr", n=10)
-    ckpt = tcupgan.fit_config("configs/demo.yaml", "demo.zarr", "runs/demo", epochs=20)
+    ckpt = tcupgan.fit_config("demo", "demo.zarr", "runs/demo", epochs=20)
     tcupgan.predict_store(ckpt, "demo.zarr")
     rows = tcupgan.select_slices("demo.zarr", 20)
 
@@ -22,8 +22,10 @@ __version__ = "0.1.0"
 _HOMES = {
     "tcupgan.data": ("CubeStore", "ingest_brats", "ingest_tiff", "ingest_images", "synthesize", "make_scene",
                      "export_cube"),
+    "tcupgan.data.nnunet": ("ingest_nnunet", "ingest_nifti", "export_nnunet"),
+    "tcupgan.data.store": ("migrate_store",),
     "tcupgan.training": ("TCuPGAN", "CubeDataModule"),
-    "tcupgan.training.cli": ("fit_config",),
+    "tcupgan.training.cli": ("fit_config", "shipped_config"),
     "tcupgan.training.plan": ("write_plan",),
     "tcupgan.training.transfer": ("transfer_weights",),
     "tcupgan.inference": ("predict_store", "load_model", "SliceScorer", "register"),
@@ -34,7 +36,8 @@ _HOMES = {
     "tcupgan.zooniverse.harvest": ("harvest", "download_export"),
     "tcupgan.galaxy": ("measure_store",),
     "tcupgan.galaxy.predict": ("predict_galaxies",),
-    "tcupgan.viz": ("show_cube", "display_image", "overlay", "outline", "save_panels"),
+    "tcupgan.viz": ("show_cube", "display_image", "overlay", "outline", "save_panels", "view_cube",
+                    "viewer_layers"),
     "tcupgan.demo": ("run_demo", "build_stores", "fit_demo_model", "dice", "DEMO_CONFIG"),
 }  # fmt: skip
 _HOME_OF = {name: module for module, names in _HOMES.items() for name in names}

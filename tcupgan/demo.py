@@ -20,11 +20,11 @@ import numpy as np
 
 from tcupgan.data import CubeStore, synthesize
 from tcupgan.data.synth import cube_name
-from tcupgan.errors import ConfigError, TcupganError
+from tcupgan.errors import ConfigError, TcupganError, require_extra
 
 __all__ = ["run_demo", "build_stores", "fit_demo_model", "dice", "DEMO_CONFIG"]
 
-DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
+DEMO_CONFIG = Path(__file__).resolve().parent / "configs" / "demo.yaml"
 
 
 def build_stores(
@@ -69,8 +69,6 @@ def fit_demo_model(
     further ``fit`` arguments (ablations such as ``--model.dropout 0.1``)."""
     from tcupgan.training.cli import fit_config
 
-    if not DEMO_CONFIG.is_file():
-        raise ConfigError(f"{DEMO_CONFIG} is missing: run the demo from a source checkout of tcupgan")
     return fit_config(
         DEMO_CONFIG, store, run_dir, epochs=epochs, seed=seed,
         samples=(samples or 16) if quick else None, validate_every=epochs if quick else None,
@@ -189,6 +187,7 @@ def run_demo(
     from tcupgan.zooniverse import render_subjects
     from tcupgan.zooniverse.harvest import harvest
 
+    require_extra("panoptes_client", "zooniverse", "the demo's upload and harvest")
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"'{out}' already holds files; give the demo a new folder (--out)")

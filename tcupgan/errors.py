@@ -40,3 +40,18 @@ class ConfigError(TcupganError, ValueError):
 
 class TrainingDivergedError(TcupganError, RuntimeError):
     """Losses became NaN/Inf: training stopped before saving a broken checkpoint."""
+
+
+class MissingExtraError(ConfigError, ImportError):
+    """An optional dependency a command needs is not installed."""
+
+
+def require_extra(module: str, extra: str, what: str):
+    """Import ``module`` of the optional extra ``extra``, or say which extra to install for ``what``."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        package = module.split(".")[0]
+        raise MissingExtraError(f"{what} needs {package}: pip install 'tcupgan[{extra}]'") from err

@@ -22,20 +22,26 @@ def test_model_speed_tiny_emits_json(capsys):
 
     result = model_speed.main(["--tiny", "--device", "cpu"])
     printed = json.loads(capsys.readouterr().out)
-    assert printed["ratios"] == result["ratios"] and printed["ratios"]["default_vs_original_infer"] == 1.0
-    for name in (
-        "batched",
-        "original",
-        "batched_bf16",
-        "original_bf16",
-        "monai_basicunet",
-        "monai_segresnet",
-    ):
+    assert printed["ratios"] == result["ratios"]
+    names = ("original_layout", "original_layout_bf16", "tcupgan", "tcupgan_per_step", "tcupgan_batched",
+             "tcupgan_bf16", "monai_basicunet", "monai_segresnet")  # fmt: skip
+    for name in names:
         assert printed["models"][name]["infer_voxels_per_s"] > 0
+    assert printed["models"]["tcupgan_bf16"]["dtype"] == "bfloat16"
+    # the original layout runs no ConvLSTM at full resolution past its first level: fewer FLOPs per cube
     assert (
-        printed["models"]["original_bf16"]["dtype"] == "bfloat16"
-        and printed["ratios"]["batched_vs_original_infer"] > 0
+        printed["models"]["original_layout"]["gflop_per_cube"]
+        < printed["models"]["tcupgan"]["gflop_per_cube"]
     )
+
+
+def test_brats_predict_tiny_times_both_precisions(capsys):
+    from tools.bench import brats_predict
+
+    result = brats_predict.main(["--tiny"])
+    assert json.loads(capsys.readouterr().out) == result
+    assert set(result["seconds_per_cube"]) == {"32", "bf16"}
+    assert all(t["median_s"] > 0 for t in result["seconds_per_cube"].values())
 
 
 @pytest.mark.slow

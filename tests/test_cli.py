@@ -27,6 +27,12 @@ COMMANDS = [
     ["galaxy", "predict"],
     ["galaxy", "measure"],
     ["plan"],
+    ["migrate"],
+    ["clean"],
+    ["view"],
+    ["export-nnunet"],
+    ["ingest", "nifti"],
+    ["ingest", "nnunet"],
 ]
 
 
@@ -41,7 +47,7 @@ def test_every_command_has_help(command, capsys):
 
 def test_synth_info_export(tmp_path, capsys):
     store = tmp_path / "d.zarr"
-    assert main(["synth", "fatchecker", "--out", str(store), "--n", "2", "--shape", "4", "32", "32"]) == 0
+    assert main(["synth", "fatchecker", "--store", str(store), "--n", "2", "--shape", "4", "32", "32"]) == 0
     assert main(["info", str(store)]) == 0
     out = capsys.readouterr().out
     assert "fatchecker-s0-0001" in out and "1x4x32x32" in out
@@ -50,12 +56,41 @@ def test_synth_info_export(tmp_path, capsys):
     assert len(CubeStore(store)) == 2
     for shift in (["--shift"], ["--shift", "0.5"]):  # a bare --shift is the full shift
         assert (
-            main(["synth", "fatchecker", "--out", str(store), "--n", "1", "--shape", "4", "32", "32", *shift])
+            main(
+                ["synth", "fatchecker", "--store", str(store), "--n", "1", "--shape", "4", "32", "32", *shift]
+            )
             == 0
         )
     assert {"fatchecker-shift-s0-0000", "fatchecker-shift0.5-s0-0000"} < set(CubeStore(store).names())
     assert main(["show", str(store), "fatchecker-s0-0000", "--out", str(tmp_path / "s.png")]) == 0
     assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_every_command_takes_the_store_as_store_and_old_spellings_still_work(tmp_path, capsys):
+    store, old = tmp_path / "d.zarr", tmp_path / "old.zarr"
+    shape = ["--n", "1", "--shape", "4", "32", "32"]
+    assert main(["synth", "fatchecker", "--store", str(store), *shape]) == 0
+    assert main(["synth", "fatchecker", "--out", str(old), *shape]) == 0  # the old spelling
+    assert CubeStore(old).names() == CubeStore(store).names()
+    capsys.readouterr()
+    assert main(["info", "--store", str(store)]) == 0
+    assert "1 cube(s)" in capsys.readouterr().out
+    cube = CubeStore(store).names()[0]
+    assert (
+        main(["export", "--store", str(store), cube, "--to", str(tmp_path / "x.tif"), "--what", "label"]) == 0
+    )
+    assert main(["show", cube, "--out", str(tmp_path / "s.png"), "--store", str(store)]) == 0
+    assert (tmp_path / "x.tif").is_file() and (tmp_path / "s.png").is_file()
+
+
+def test_the_device_defaults_to_a_gpu_where_there_is_one():
+    import torch
+
+    from tcupgan.inference.predict import resolve_device
+
+    expected = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
+    assert resolve_device("cpu").type == "cpu"
 
 
 def test_errors_are_one_line_without_traceback(tmp_path):
@@ -89,7 +124,9 @@ def test_bench_runs_a_benchmark_by_name(capsys):
     assert main(["bench", "store_io", "--tiny"]) == 0
     assert '"slice_ratio"' in capsys.readouterr().out
     assert main(["bench", "nothing"]) == 2
-    assert "no benchmark 'nothing'; choose one of: all, data_time" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no benchmark 'nothing'; choose one of: all, brats_predict, data_time" in err
+    assert "original_layout" not in err and "common" not in err
 
 
 @pytest.mark.slow
@@ -98,7 +135,7 @@ def test_bench_runs_a_benchmark_by_name(capsys):
 )
 def test_asking_for_a_gpu_without_one_says_what_to_do(tmp_path, capsys):
     store = tmp_path / "d.zarr"
-    main(["synth", "fatchecker", "--out", str(store), "--n", "3", "--shape", "4", "32", "32"])
+    main(["synth", "fatchecker", "--store", str(store), "--n", "3", "--shape", "4", "32", "32"])
     assert main(["fit", "--config", str(ROOT / "configs" / "demo.yaml"), "--data.store", str(store),
                  "--trainer.accelerator", "gpu"]) == 2  # fmt: skip
     assert "--trainer.accelerator auto" in capsys.readouterr().err
@@ -106,7 +143,7 @@ def test_asking_for_a_gpu_without_one_says_what_to_do(tmp_path, capsys):
         main(["predict", "--ckpt", str(ROOT / "pyproject.toml"), "--store", str(store), "--device", "cuda"])
         == 2
     )
-    assert "use --device cpu" in capsys.readouterr().err
+    assert "use --device auto or cpu" in capsys.readouterr().err
 
 
 def test_ingest_images_names_the_class_and_extends_a_store_without_repeating_it(tmp_path, capsys):
@@ -130,7 +167,7 @@ def test_a_read_only_store_is_one_line_and_stays_as_it_was(tmp_path, capsys, mon
     from tests.conftest import snapshot
 
     store = tmp_path / "ro.zarr"
-    assert main(["synth", "fatchecker", "--out", str(store), "--n", "1", "--shape", "4", "32", "32"]) == 0
+    assert main(["synth", "fatchecker", "--store", str(store), "--n", "1", "--shape", "4", "32", "32"]) == 0
     before = snapshot(store)
     real_mkdir = Path.mkdir
 
@@ -178,7 +215,7 @@ def test_training_output_is_quiet_unless_verbose(tmp_path):
     """Lightning's INFO lines (printed twice: its own handler and the root logger's), its advertisements
     and library deprecation warnings appear only with --verbose; tcupgan's own result line stays."""
     store = tmp_path / "d.zarr"
-    assert main(["synth", "fatchecker", "--out", str(store), "--n", "4", "--shape", "8", "32", "32"]) == 0
+    assert main(["synth", "fatchecker", "--store", str(store), "--n", "4", "--shape", "8", "32", "32"]) == 0
     fit = [sys.executable, "-m", "tcupgan.cli.main", "fit", "--config", str(ROOT / "configs" / "demo.yaml"),
            "--data.store", str(store), "--trainer.max_epochs", "1", "--data.samples_per_epoch", "2",
            "--data.crop_size", "[8, 32, 32]", "--model.val_roi", "[8, 32, 32]", "--data.num_workers", "0",
@@ -189,3 +226,16 @@ def test_training_output_is_quiet_unless_verbose(tmp_path):
     for noise in ("Seed set to", "GPU available", "Tip:", "Warning"):
         assert noise not in quiet.stderr, noise
     assert "Seed set to" in loud.stderr and "GPU available" in loud.stderr
+
+
+def test_a_missing_extra_names_what_to_install(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "panoptes_client", None)  # as if panoptes-client were not installed
+    monkeypatch.setitem(sys.modules, "napari", None)
+    assert main(["demo", "--quick", "--out", str(tmp_path / "run")]) == 2
+    assert "pip install 'tcupgan[zooniverse]'" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+    store = tmp_path / "d.zarr"
+    main(["synth", "fatchecker", "--store", str(store), "--n", "1", "--shape", "4", "32", "32"])
+    capsys.readouterr()
+    assert main(["view", str(store), CubeStore(store).names()[0]]) == 2
+    assert "pip install 'tcupgan[view]'" in capsys.readouterr().err

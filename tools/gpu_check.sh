@@ -4,7 +4,8 @@
 #      finite losses;
 #   2. `tcupgan predict` of the same cubes on CUDA (float32, bf16) and on the CPU: how far the stored
 #      probabilities, labels and slice scores land from the CPU's;
-#   3. the GPU timings of tools/bench model_speed, predict_speed and data_time (JSON);
+#   3. the GPU timings of tools/bench model_speed (against the original layout; fused against eager gates),
+#      predict_speed, data_time and brats_predict (a 4 x 155 x 240 x 240 case, float32 and bf16) (JSON);
 #   4. a fit with `--model.compile true` (last: its first compilation is slow).
 # Usage: OUT=gpu_check bash tools/gpu_check.sh  (EPOCHS=10, CUBES=10, COMPILE_LIMIT=600 seconds)
 # Results of one run on an H200: docs/cluster.md, "Measured on one GPU".
@@ -20,7 +21,7 @@ python3 -c "import torch, lightning, monai; print('torch', torch.__version__, 'l
 'monai', monai.__version__); assert torch.cuda.is_available(), 'no CUDA device'" || exit 1
 WORK=$(mktemp -d); cd "$WORK" || exit 1
 TCUPGAN="python3 -m tcupgan.cli.main"
-$TCUPGAN synth fatchecker --out demo.zarr --n "$CUBES" | tail -1
+$TCUPGAN synth fatchecker --store demo.zarr --n "$CUBES" | tail -1
 
 seconds_since() { python3 -c "import time; print(round(time.time() - $1, 1))"; }
 
@@ -73,7 +74,7 @@ for run in ("cuda32", "cuda_bf16"):
 PY
 
 cd "$REPO" || exit 1
-for bench in model_speed predict_speed data_time; do
+for bench in model_speed predict_speed data_time brats_predict; do
   start=$(date +%s.%N)
   python3 -m "tools.bench.$bench" > "$OUT/$bench.json" 2> "$OUT/$bench.err"
   echo "BENCH $bench rc=$? seconds=$(seconds_since "$start")"

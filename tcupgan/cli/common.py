@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-__all__ = ["add_command", "add_ingest_options", "formatter"]
+__all__ = ["add_command", "add_ingest_options", "add_store_argument", "formatter"]
 
 
 def formatter(prog: str) -> argparse.HelpFormatter:
@@ -19,6 +19,13 @@ def add_command(sub, name: str, help: str, example: str, func: Callable) -> argp
     )
     p.set_defaults(func=func)
     return p
+
+
+def add_store_argument(p: argparse.ArgumentParser, cube: bool = False) -> None:
+    """The store as the first argument (``--store`` works too, see ``store_spelling``), then a cube."""
+    p.add_argument("store", help="path of the cube store (or --store STORE)")
+    if cube:
+        p.add_argument("cube", help="cube name (see `tcupgan info`)")
 
 
 def add_ingest_options(p: argparse.ArgumentParser, names: bool = False, label_mode: bool = False) -> None:

@@ -60,7 +60,7 @@ def add_galaxy_commands(sub) -> None:
     p.add_argument("--threshold", type=float, default=0.5, help="vote fraction counted as marked (0.5)")
     p.add_argument("--pixel-scale", type=float, help="arcsec per pixel (DECaLS 0.262): adds arcsec lengths")
     _bar_level(p)
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--device", default="auto", help="auto (a GPU where there is one), cuda, mps or cpu")
 
     p = add_command(
         gsub, "measure", "Bar length, angle and axis ratio, arm fraction and count per galaxy of a store.",

@@ -13,15 +13,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tcupgan import __version__
-from tcupgan.cli.common import add_command, add_ingest_options, formatter
+from tcupgan.cli.common import add_command, add_ingest_options, add_store_argument, formatter
 from tcupgan.cli.galaxy import add_galaxy_commands
+from tcupgan.cli.layouts import add_layout_commands
 from tcupgan.cli.volunteers import add_volunteer_commands
 from tcupgan.errors import ConfigError, TcupganError
 
 log = logging.getLogger("tcupgan")
 
 _EPILOG = """examples:
-  tcupgan synth fatchecker --out demo.zarr --n 10 --seed 0
+  tcupgan synth fatchecker --store demo.zarr --n 10 --seed 0
   tcupgan info demo.zarr
   tcupgan ingest brats data/BraTS2023 --store brats.zarr
   tcupgan export demo.zarr fatchecker-s0-0000 --to cube.nii.gz --what label
@@ -41,6 +42,19 @@ def cmd_info(args: argparse.Namespace) -> None:
         print(f"  {row['cube']:<32} {shape:<18} {row['split']:<6} {', '.join(row['arrays'])}")
     counts = {s: sum(r["split"] == s for r in rows) for s in ("train", "val", "test")}
     print(f"{len(rows)} cube(s): " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    if store.leftovers():
+        print(f"warning: {store.leftovers()} interrupted write(s) in {store.path / '.staging'}; when no "
+              f"other tcupgan process is writing, finish them with `tcupgan clean {store.path}`")  # fmt: skip
+
+
+def cmd_clean(args: argparse.Namespace) -> None:
+    from tcupgan.data import CubeStore
+
+    report = CubeStore(args.store, mode="r+").clean_staging()
+    for path in report["restored"]:
+        print(f"restored {path} (its replacement had been cut between two renames)")
+    restored, removed = len(report["restored"]), len(report["removed"])
+    print(f"{args.store}: {restored} restored, {removed} unfinished write(s) removed")
 
 
 def cmd_synth(args: argparse.Namespace) -> None:
@@ -48,21 +62,26 @@ def cmd_synth(args: argparse.Namespace) -> None:
 
     report = synthesize(
         args.family,
-        args.out,
+        args.store,
         n=args.n,
         seed=args.seed,
         shift=args.shift,
         shape=args.shape,
         overwrite=args.overwrite,
     )
-    print(f"{args.out}: {report}")
+    print(f"{args.store}: {report}")
 
 
 def cmd_ingest_brats(args: argparse.Namespace) -> None:
     from tcupgan.data import ingest_brats
 
     report = ingest_brats(
-        args.src, args.store, allow_missing=args.allow_missing, overwrite=args.overwrite, split=args.split
+        args.src,
+        args.store,
+        allow_missing=args.allow_missing,
+        overwrite=args.overwrite,
+        split=args.split,
+        labels=args.labels,
     )
     print(f"{args.store}: {report}")
 
@@ -73,7 +92,7 @@ def cmd_ingest_tiff(args: argparse.Namespace) -> None:
     report = ingest_tiff(
         args.images, args.store, labels=args.labels, spacing=args.spacing, names=args.names,
         label_mode=args.label_mode, overwrite=args.overwrite, split=args.split,
-        class_names=args.class_names,
+        class_names=args.class_names, unit=args.unit,
     )  # fmt: skip
     print(f"{args.store}: {report}")
 
@@ -200,7 +219,8 @@ def cmd_bench(argv: Sequence[str]) -> None:
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[2]
-    names = sorted(p.stem for p in (root / "tools" / "bench").glob("[a-z]*.py") if p.stem != "common")
+    helpers = ("common", "original_layout")  # shared code and a baseline network, not benchmarks
+    names = sorted(p.stem for p in (root / "tools" / "bench").glob("[a-z]*.py") if p.stem not in helpers)
     if not names:
         raise ConfigError("the benchmarks live in tools/bench/ of a source checkout of tcupgan; clone it")
     if not argv or argv[0] in ("-h", "--help"):
@@ -271,14 +291,19 @@ def build_parser() -> argparse.ArgumentParser:
         "tcupgan info demo.zarr",
         cmd_info,
     )
-    p.add_argument("store", help="path of the cube store")
+    add_store_argument(p)
+    p = add_command(
+        sub, "clean", "Finish or remove writes a crash interrupted (when no other tcupgan writes the store).",
+        "tcupgan clean demo.zarr", cmd_clean,
+    )  # fmt: skip
+    add_store_argument(p)
 
     p = add_command(
         sub, "synth", "Write deterministic synthetic cubes with ground truth into a store.",
-        "tcupgan synth fatchecker --out demo.zarr --n 10 --seed 0", cmd_synth,
+        "tcupgan synth fatchecker --store demo.zarr --n 10 --seed 0", cmd_synth,
     )  # fmt: skip
     p.add_argument("family", choices=["fatchecker", "brats", "galaxy", "kelp"], help="scene family")
-    p.add_argument("--out", required=True, help="store to create or extend")
+    p.add_argument("--store", "--out", required=True, help="store to create or extend")
     p.add_argument("--n", type=int, default=10, help="number of cubes (default 10)")
     p.add_argument("--seed", type=int, default=0, help="random seed; same seed, same cubes (default 0)")
     p.add_argument(
@@ -297,6 +322,11 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("src", help="folder of case folders (or one case folder)")
     p.add_argument("--allow-missing", action="store_true", help="fill missing modalities with zeros")
+    p.add_argument(
+        "--labels", choices=["auto", "2015", "2017", "2023"], default="auto",
+        help="label convention of the segmentations: 2023 (1 NCR, 2 ED, 3 ET), 2017 (2017-2022: 4 ET), 2015 "
+        "(2012-2016: 3 non-enhancing, merged into 1, and 4 ET); auto tells 2023 from 2017",
+    )  # fmt: skip
     add_ingest_options(p)
     p = add_command(
         isub, "tiff", "Ingest EM stacks: multi-page TIFF files or folders of slice images, with labels.",
@@ -309,6 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--spacing", type=float, nargs=3, default=(1.0, 1.0, 1.0), metavar=("Z", "Y", "X"),
         help="voxel size (z y x), e.g. 50 5 5 nm for serial-section EM",
     )  # fmt: skip
+    p.add_argument("--unit", choices=["nm", "um", "mm"], help="unit of --spacing, recorded for viewers")
     add_ingest_options(p, names=True, label_mode=True)
     p = add_command(
         isub, "images", "Ingest 2D images (PNG/JPEG/TIFF, RGB or multi-band) with optional masks.",
@@ -331,8 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub, "export", "Write a cube's image, label or prediction to NIfTI, TIFF or PNG.",
         "tcupgan export brats.zarr BraTS-GLI-00001-000 --to seg.nii.gz --what label", cmd_export,
     )  # fmt: skip
-    p.add_argument("store", help="path of the cube store")
-    p.add_argument("cube", help="cube name (see `tcupgan info`)")
+    add_store_argument(p, cube=True)
     p.add_argument("--to", required=True, help="output file: .nii.gz, .nii, .tif or .png")
     p.add_argument("--what", default="image", help="array to export: image, label, prediction, ...")
     p.add_argument("--channel", help="export one channel (name such as t1c, or index)")
@@ -365,7 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--reference",
         help="store whose labelled train-split cubes are 'familiar' for slice_novelty (default: --store)",
     )
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--device", default="auto", help="auto (a GPU where there is one), cuda, mps or cpu")
     p.add_argument(
         "--precision", choices=["32", "bf16"], default="32",
         help="generator arithmetic: bf16 is faster on CPUs with AVX512-BF16/AMX (1.7-2.2x measured) and "
@@ -388,14 +418,14 @@ def build_parser() -> argparse.ArgumentParser:
         sub, "show", "Save a PNG of a few slices of a cube with its label outlined.",
         "tcupgan show demo.zarr fatchecker-s0-0000 --out cube.png --slices 8 16", cmd_show,
     )  # fmt: skip
-    p.add_argument("store", help="path of the cube store")
-    p.add_argument("cube", help="cube name (see `tcupgan info`)")
+    add_store_argument(p, cube=True)
     p.add_argument("--out", required=True, help="PNG file to write")
     p.add_argument(
         "--slices", type=int, nargs="+", help="slice indices (default: quarter, middle, three quarters)"
     )
 
     add_galaxy_commands(sub)
+    add_layout_commands(sub, isub)
     add_volunteer_commands(sub)
     p = add_command(
         sub,
@@ -454,6 +484,24 @@ def quiet_console(debug: bool, verbose: bool) -> None:
         warnings.filterwarnings("ignore", category=category)
 
 
+STORE_FIRST = (
+    "info",
+    "export",
+    "show",
+    "migrate",
+    "view",
+)  # commands whose store is their first positional argument
+
+
+def store_spelling(argv: list[str]) -> list[str]:
+    """``--store S`` works on every command: where the store is positional (``info``, ``export``,
+    ``show``) it moves to that position; ``synth --out`` stays an alias of ``--store``."""
+    if argv[:1] and argv[0] in STORE_FIRST and "--store" in argv[:-1]:
+        i = argv.index("--store")
+        return [argv[0], argv[i + 1], *argv[1:i], *argv[i + 2 :]]
+    return argv
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug, verbose = "--debug" in argv, "--verbose" in argv or "--debug" in argv
@@ -469,7 +517,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if rest[:1] == ["bench"]:
             cmd_bench(rest[1:])
             return 0
-        args = build_parser().parse_args(rest)
+        args = build_parser().parse_args(store_spelling(rest))
         if not getattr(args, "func", None):
             build_parser().print_help()
             return 1

@@ -1,4 +1,5 @@
-"""Data: the cube store, ingestion from NIfTI/TIFF/images, export, and synthetic scene families."""
+"""Data: the cube store, ingestion from NIfTI (BraTS, nnU-Net, Decathlon, plain pairs), TIFF and images,
+export, and synthetic scene families."""
 
 from tcupgan.data.export import export_cube
 from tcupgan.data.ingest import IngestReport, ingest_brats, ingest_images, ingest_tiff

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from tcupgan.data.locks import store_lock
 from tcupgan.data.readers import IMAGE_SUFFIXES, Volume, nifti_header, read_image, read_nifti, read_stack
 from tcupgan.data.store import CubeStore, StoreSpec
 from tcupgan.errors import InputError, MissingModalityError
@@ -69,22 +70,23 @@ def ingest_cases(
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise InputError(f"several sources map to the same cube name: {dupes}; rename the files")
-    store = spec.open(store_path) if CubeStore.exists(store_path) else None
-    if store is not None and image_source is not None and not overwrite:
-        _refuse_name_collisions(store, cases, image_source)
-    report = IngestReport()
-    for name, source in tqdm(cases, desc=desc, unit="cube", disable=None):
-        if store is not None and name in store and not overwrite:
-            report.skipped.append(name)
-            continue
-        image, label, attrs, *arrays = load(name, source)
-        if store is None:  # validate before the store exists, so a bad first case leaves nothing behind
-            spec.validate(name, image, label)
-            store = spec.open(store_path)
-        store.write_cube(name, image, label, attrs=attrs, arrays=arrays[0] if arrays else None,
-                         overwrite=overwrite)  # fmt: skip
-        report.written.append(name)
-    return report
+    with store_lock(store_path, "store"):  # a second ingest into this store waits, then skips what is there
+        store = spec.open(store_path) if CubeStore.exists(store_path) else None
+        if store is not None and image_source is not None and not overwrite:
+            _refuse_name_collisions(store, cases, image_source)
+        report = IngestReport()
+        for name, source in tqdm(cases, desc=desc, unit="cube", disable=None):
+            if store is not None and name in store and not overwrite:
+                report.skipped.append(name)
+                continue
+            image, label, attrs, *arrays = load(name, source)
+            if store is None:  # validate before the store exists, so a bad first case leaves nothing behind
+                spec.validate(name, image, label)
+                store = spec.open(store_path)
+            store.write_cube(name, image, label, attrs=attrs, arrays=arrays[0] if arrays else None,
+                             overwrite=overwrite)  # fmt: skip
+            report.written.append(name)
+        return report
 
 
 def _refuse_name_collisions(
@@ -150,20 +152,46 @@ def _check_brats_case(case: str, files: dict[str, Path], allow_missing: bool) ->
             raise InputError(f"case '{case}': {kind} and {ref[0]} have different affines (not co-registered)")
 
 
-def brats_label(seg: np.ndarray, case: str) -> np.ndarray:
-    """Check a BraTS segmentation and map pre-2023 enhancing tumour (4) to the 2023 value (3)."""
+#: BraTS label conventions → (values they use, map to the 2023 values: 1 NCR, 2 ED, 3 ET).
+BRATS_CONVENTIONS = {
+    "2023": ({0, 1, 2, 3}, {}),
+    "2017": ({0, 1, 2, 4}, {4: 3}),  # 2017-2022: 1 NCR/NET, 2 ED, 4 ET
+    "2015": ({0, 1, 2, 3, 4}, {3: 1, 4: 3}),  # 2012-2016: 1 necrosis, 2 ED, 3 non-enhancing, 4 ET
+}
+
+
+def brats_label(seg: np.ndarray, case: str, convention: str = "auto") -> np.ndarray:
+    """Check a BraTS segmentation against its label convention and map it to the 2023 values.
+
+    ``auto`` reads 2023 labels as they are and 2017-2022 labels (4 for enhancing tumour, no 3) as 2017;
+    a segmentation using both 3 and 4 is BraTS 2012-2016's and needs ``convention="2015"`` said aloud,
+    since its 3 (non-enhancing tumour, merged into the tumour core's 1) means something else.
+    """
     if not np.allclose(seg, np.round(seg)):
         raise InputError(f"case '{case}': segmentation has non-integer values")
     seg = np.round(seg).astype(np.int16)
     values = set(np.unique(seg).tolist())
-    if not values <= {0, 1, 2, 3, 4}:
-        raise InputError(f"case '{case}': segmentation values {sorted(values - {0, 1, 2, 3, 4})} not in 0..3")
-    if 4 in values:
-        if 3 in values:
-            raise InputError(f"case '{case}': segmentation mixes label 3 and the pre-2023 label 4")
-        log.warning("case '%s': pre-2023 label 4 (enhancing tumour) mapped to 3", case)
-        seg[seg == 4] = 3
-    return seg.astype(np.uint8)
+    if convention == "auto":
+        convention = "2017" if 4 in values and 3 not in values else "2023"
+        if convention == "2017":
+            log.warning("case '%s': label 4 read as BraTS 2017-2022 enhancing tumour, stored as 3", case)
+        if {3, 4} <= values:
+            raise InputError(
+                f"case '{case}': segmentation uses both 3 and 4, as BraTS 2012-2016 did (3 non-enhancing "
+                "tumour); ingest it with --labels 2015"
+            )
+    if convention not in BRATS_CONVENTIONS:
+        raise InputError(f"unknown BraTS label convention {convention!r}; use 2015, 2017 or 2023")
+    allowed, mapping = BRATS_CONVENTIONS[convention]
+    if not values <= allowed:
+        raise InputError(
+            f"case '{case}': segmentation values {sorted(values - allowed)} are not BraTS {convention} "
+            f"labels ({sorted(allowed)}); check --labels"
+        )
+    out = seg.copy()
+    for old, new in mapping.items():
+        out[seg == old] = new
+    return out.astype(np.uint8)
 
 
 def ingest_brats(
@@ -173,8 +201,13 @@ def ingest_brats(
     allow_missing: bool = False,
     overwrite: bool = False,
     split: str | None = None,
+    labels: str = "auto",
 ) -> IngestReport:
-    """Ingest BraTS case folders into a store of task ``brats`` with channels t1c, t1n, t2f, t2w."""
+    """Ingest BraTS case folders into a store of task ``brats`` with channels t1c, t1n, t2f, t2w;
+    segmentations in the ``labels`` convention (``auto``, ``2015``, ``2017``, ``2023``; see
+    :func:`brats_label`) are stored in 2023's."""
+    if labels != "auto" and labels not in BRATS_CONVENTIONS:
+        raise InputError(f"unknown BraTS label convention {labels!r}; use auto, 2015, 2017 or 2023")
     cases = find_brats_cases(Path(src))
     for case, files in cases.items():
         _check_brats_case(case, files, allow_missing)
@@ -185,7 +218,7 @@ def ingest_brats(
         first = next(iter(volumes.values()))
         zeros = np.zeros_like(first.data)
         image = np.stack([volumes[m].data if m in volumes else zeros for m in BRATS_MODALITIES])
-        label = brats_label(read_nifti(files["seg"]).data, case) if "seg" in files else None
+        label = brats_label(read_nifti(files["seg"]).data, case, labels) if "seg" in files else None
         attrs = {
             **first.meta,
             "sources": {k: str(p) for k, p in files.items()},
@@ -248,6 +281,7 @@ def _ingest_pairs(
     desc: str,
     label_for: Callable[[Path, Volume], np.ndarray] | None = None,
     label_source: str | None = None,
+    unit: str | None = None,
 ) -> IngestReport:
     """Ingest (image, label file) pairs; ``label_for(image path, image)`` makes labels another way (boxes
     from ``label_source``)."""
@@ -270,6 +304,7 @@ def _ingest_pairs(
         attrs = {
             **image_vol.meta,
             "spacing": [float(s) for s in spacing],
+            **({"spacing_unit": unit} if unit else {}),
             "sources": {"image": str(pair[0]), **({"label": source} if source else {})},
         }
         if split:
@@ -314,10 +349,12 @@ def ingest_tiff(
     class_names: Sequence[str] | None = None,
     overwrite: bool = False,
     split: str | None = None,
+    unit: str | None = None,
 ) -> IngestReport:
     """Ingest EM stacks (multi-page TIFF files or folders of slice images) with optional label stacks.
 
-    ``spacing`` is (z, y, x) in the unit of the data (EM stacks are often anisotropic: 50, 5, 5 nm).
+    ``spacing`` is (z, y, x) in ``unit`` (``nm``, ``um`` or ``mm``; recorded for viewers), e.g. 50, 5, 5
+    nm for serial-section EM.
     ``class_names`` default to those of the store being extended, else "foreground".
     """
     pairs = _pair([Path(p) for p in images], [Path(p) for p in labels] if labels is not None else None)
@@ -325,6 +362,8 @@ def ingest_tiff(
         raise InputError("no image stacks given")
     if len(spacing) != 3 or min(spacing) <= 0:
         raise InputError(f"spacing {list(spacing)} must be three positive numbers (z y x)")
+    if unit not in (None, "nm", "um", "mm"):
+        raise InputError(f"unit {unit!r} must be nm, um or mm")
     spec = _spec_for(read_stack(pairs[0][0]), task, channel_names, class_names, store_path)
     return _ingest_pairs(
         pairs,
@@ -337,6 +376,7 @@ def ingest_tiff(
         overwrite=overwrite,
         split=split,
         desc="ingest tiff",
+        unit=unit,
     )
 
 

@@ -101,10 +101,17 @@ def read_nifti(path: Path) -> Volume:
         meta={
             "affine": img.affine.tolist(),
             "spacing": zooms[::-1],
+            **nifti_unit(img),
             "source_dtype": str(img.get_data_dtype()),
             "source_format": "nifti",
         },
     )
+
+
+def nifti_unit(img: nib.Nifti1Image) -> dict[str, str]:
+    """``{"spacing_unit": ...}`` from the header's spatial unit, or nothing where it says ``unknown``."""
+    unit = img.header.get_xyzt_units()[0]
+    return {} if unit in (None, "unknown") else {"spacing_unit": str(unit)}
 
 
 def _stack_from_array(arr: np.ndarray, axes: str, path: Path) -> np.ndarray:

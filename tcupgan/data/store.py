@@ -3,10 +3,15 @@
 Layout on disk (a directory; any file system that renames directories atomically)::
 
     project.zarr/                 root group, attrs: format, task, channel_names, class_names
-      case-001/                   one group per cube, attrs: spacing, affine, split, sources, ...
+      case-001/                   one group per cube, an OME-Zarr image; attrs: spacing, split, ...
         image                     float32 (C, D, H, W)
-        label                     uint8   (D, H, W)   optional
-        prediction, slice_<score>, corrections ...   added by later steps
+        labels/label/0            uint8   (D, H, W)   optional; an OME-Zarr image-label
+        labels/prediction/0, labels/corrections/0     label maps added by later steps
+        probability, slice_<score>, ...               other arrays added by later steps
+
+Arrays are named by key everywhere (``cube["label"]``); where a key lives on disk is this module's
+business (:func:`array_path`), and the OME-Zarr (NGFF 0.5) metadata is written with each array
+(:mod:`tcupgan.data.ngff`), so napari and other viewers open ``project.zarr/case-001`` directly.
 
 Why this shape:
   * Depth (D) is the ConvLSTM's time axis and the axis volunteers see as slices, so it is the second axis
@@ -22,6 +27,7 @@ Why this shape:
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -36,15 +42,17 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec
 
+from tcupgan.data.ngff import LABEL_ARRAYS, image_metadata, label_metadata, labels_list
 from tcupgan.errors import CubeExistsError, CubeNotFoundError, InputError, StoreError
 
 __all__ = ["TASKS", "Cube", "CubeStore", "StoreSpec", "assign_split", "default_chunks"]
 
 FORMAT = "tcupgan-cubestore"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: OME-Zarr metadata, label maps under labels/ (`tcupgan migrate` upgrades 1)
 TASKS = ("binary", "brats", "multilabel")
 SPLITS = ("train", "val", "test")
 STAGING = ".staging"
+JOURNAL = "journal.json"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$")
 
 
@@ -178,15 +186,16 @@ class Cube:
         return str(self.attrs.get("split", "train"))
 
     def keys(self) -> list[str]:
-        return sorted(p.name for p in self.path.iterdir() if (p / "zarr.json").is_file())
+        plain = [p.name for p in self.path.iterdir() if p.name != "labels" and (p / "zarr.json").is_file()]
+        return sorted(plain + [key for key in LABEL_ARRAYS if key in self])
 
     def __contains__(self, key: str) -> bool:
-        return (self.path / key / "zarr.json").is_file()
+        return (_in_flight(self.path.parent, array_path(self.path, key)) / "zarr.json").is_file()
 
     def __getitem__(self, key: str) -> zarr.Array:
         if key not in self:
             raise CubeNotFoundError(f"cube '{self.name}' has no array '{key}' (it has {self.keys()})")
-        return zarr.open_array(str(self.path / key), mode="r")
+        return zarr.open_array(str(_in_flight(self.path.parent, array_path(self.path, key))), mode="r")
 
     @property
     def image(self) -> zarr.Array:
@@ -240,6 +249,11 @@ class CubeStore:
         if attrs.get("format_version", 0) > FORMAT_VERSION:
             raise StoreError(
                 f"'{self.path}' was written by a newer tcupgan (format {attrs['format_version']}); upgrade"
+            )
+        if attrs.get("format_version", 0) < FORMAT_VERSION:
+            raise StoreError(
+                f"'{self.path}' was written by an older tcupgan (format {attrs.get('format_version', 0)}); "
+                f"upgrade it in place with `tcupgan migrate {self.path}`"
             )
         self.attrs: dict[str, Any] = attrs
 
@@ -349,6 +363,10 @@ class CubeStore:
             if final.exists():
                 if not overwrite:
                     raise CubeExistsError(f"'{final.relative_to(self.path)}' appeared while writing")
+                # two renames swap old for new; the journal lets readers and recover_staging finish a
+                # swap that a crash cut in half (the new copy is complete once the journal exists)
+                journal = {"final": str(final.relative_to(self.path)), "new": target.name}
+                (stage / JOURNAL).write_text(json.dumps(journal))
                 os.rename(final, stage / f"replaced-{final.name}")
             os.rename(target, final)
         finally:
@@ -383,14 +401,20 @@ class CubeStore:
         attrs["shape"] = list(image.shape)
         attrs["labelled"] = label is not None
         attrs["intensity"] = intensity_stats(image)
+        attrs["ome"] = image_metadata(name, attrs, self.channel_names)
+        arrays = {
+            **({"label": label.astype(np.uint8, copy=False)} if label is not None else {}),
+            **(arrays or {}),
+        }
         with self._staged(self.path / name, overwrite) as target:
             group = zarr.open_group(str(target), mode="w")
             group.attrs.update(_jsonable(attrs))
-            _put(group, "image", image.astype(np.float32, copy=False))
-            if label is not None:
-                _put(group, "label", label.astype(np.uint8, copy=False))
-            for key, value in (arrays or {}).items():
-                _put(group, key, value)
+            _put(target, "image", image.astype(np.float32, copy=False))
+            for key, value in arrays.items():
+                if key in LABEL_ARRAYS:
+                    _label_group(target, key, attrs, self.task, self.class_names)
+                _put(target, key, value)
+            _list_labels(target)
         return self[name]
 
     @contextmanager
@@ -417,7 +441,10 @@ class CubeStore:
             raise CubeNotFoundError(f"no cube '{cube}' in store '{self.path}'")
         if key == "image" or not _NAME.match(key):
             raise StoreError(f"cannot write array '{key}' (reserved or invalid name)")
-        with self._staged(self.path / cube / key, overwrite) as target:
+        cube_path = self.path / cube
+        if key in LABEL_ARRAYS:
+            _label_group(cube_path, key, self[cube].attrs, self.task, self.class_names)
+        with self._staged(array_path(cube_path, key), overwrite) as target:
             arr = zarr.create_array(
                 store=str(target),
                 shape=tuple(shape),
@@ -428,6 +455,7 @@ class CubeStore:
             )
             arr.attrs.update(_jsonable(dict(attrs or {})))
             yield arr
+        _list_labels(cube_path)
 
     def write_array(self, cube: str, key: str, data: np.ndarray, **kwargs: Any) -> zarr.Array:
         """Atomically add (or with ``overwrite=True`` replace) one array of a cube."""
@@ -451,18 +479,29 @@ class CubeStore:
         with suppress(OSError):
             trash.parent.rmdir()
 
-    def clean_staging(self) -> int:
-        """Remove what crashed writers left under ``.staging``; returns how many folders went.
-
-        Only call this when no other process is writing to the store.
-        """
+    def clean_staging(self) -> dict[str, list[str]]:
+        """Finish or discard what interrupted writers left under ``.staging``: a replacement cut between
+        its two renames is completed (``restored``, the new copy was whole), anything else was never
+        visible and goes (``removed``). Only call this when no other process is writing to the store."""
         self._writable()
+        report: dict[str, list[str]] = {"restored": [], "removed": []}
         stage = self.path / STAGING
-        if not stage.exists():
-            return 0
-        leftovers = list(stage.iterdir())
-        shutil.rmtree(stage)
-        return len(leftovers)
+        for folder in sorted(stage.iterdir()) if stage.exists() else []:
+            final = _pending_final(self.path, folder)
+            if final is not None and not final.exists():
+                os.rename(folder / json.loads((folder / JOURNAL).read_text())["new"], final)
+                report["restored"].append(str(final.relative_to(self.path)))
+            else:
+                report["removed"].append(folder.name)
+            shutil.rmtree(folder, ignore_errors=True)
+        with suppress(OSError):
+            stage.rmdir()
+        return report
+
+    def leftovers(self) -> int:
+        """How many interrupted writes wait under ``.staging`` (``tcupgan info`` warns about them)."""
+        stage = self.path / STAGING
+        return sum(1 for _ in stage.iterdir()) if stage.exists() else 0
 
     def summary(self) -> list[dict[str, Any]]:
         """One row per cube (name, shape, split, arrays) for ``tcupgan info``; reads attributes only."""
@@ -473,9 +512,81 @@ class CubeStore:
         return rows
 
 
-def _put(group: zarr.Group, key: str, data: np.ndarray) -> None:
-    arr = group.create_array(
-        key,
+def _pending_final(root: Path, folder: Path) -> Path | None:
+    """The path a staging folder's journal says it was swapping into place, if it has a journal."""
+    journal = folder / JOURNAL
+    if not journal.is_file():
+        return None
+    return root / json.loads(journal.read_text())["final"]
+
+
+def _in_flight(root: Path, path: Path) -> Path:
+    """``path`` (in the store at ``root``), or while a replacement of it is between its two renames, the
+    new copy waiting in ``.staging``, so a reader never finds the array missing."""
+    if path.exists() or not (root / STAGING).is_dir():
+        return path
+    for folder in sorted((root / STAGING).iterdir()):
+        if _pending_final(root, folder) == path:
+            return folder / json.loads((folder / JOURNAL).read_text())["new"]
+    return path
+
+
+def array_path(cube_path: Path, key: str) -> Path:
+    """Where array ``key`` of the cube at ``cube_path`` lives: label maps as NGFF image-labels."""
+    return cube_path / "labels" / key / "0" if key in LABEL_ARRAYS else cube_path / key
+
+
+def _label_group(
+    cube_path: Path, key: str, attrs: Mapping[str, Any], task: str, classes: Sequence[str]
+) -> None:
+    """The NGFF groups a label map lives in (``labels`` and ``labels/<key>``), with their metadata; written
+    before the array, which is what makes the map visible."""
+    zarr.open_group(str(cube_path / "labels"), mode="a")
+    group = zarr.open_group(str(cube_path / "labels" / key), mode="a")
+    group.attrs["ome"] = _jsonable(label_metadata(key, dict(attrs), task, classes))
+
+
+def _list_labels(cube_path: Path) -> None:
+    """Record in ``labels`` which label maps the cube holds (NGFF's list for viewers)."""
+    present = [key for key in LABEL_ARRAYS if (array_path(cube_path, key) / "zarr.json").is_file()]
+    if present:
+        zarr.open_group(str(cube_path / "labels"), mode="a").attrs["ome"] = labels_list(present)
+
+
+def migrate_store(path: str | os.PathLike) -> dict[str, int]:
+    """Upgrade a store of an older format in place (``tcupgan migrate``); a current store is left as it
+    is. Format 1 → 2: each label map moves by one rename to its NGFF place and the OME-Zarr metadata is
+    written. The store's version changes last, so an interrupted run leaves a store that only
+    ``migrate`` opens, and running it again finishes the job."""
+    path = Path(path)
+    if not CubeStore.exists(path):
+        raise StoreError(f"no cube store at '{path}'")
+    root = zarr.open_group(str(path), mode="r+")
+    attrs = dict(root.attrs)
+    if attrs.get("format") != FORMAT:
+        raise StoreError(f"'{path}' is a Zarr group but not a tcupgan cube store")
+    report = {"cubes": 0, "label_maps_moved": 0}
+    if attrs.get("format_version", 0) >= FORMAT_VERSION:
+        return report
+    task, classes, channels = attrs["task"], attrs["class_names"], attrs["channel_names"]
+    for cube in sorted(p for p in path.iterdir() if _NAME.match(p.name) and (p / "zarr.json").is_file()):
+        group = zarr.open_group(str(cube), mode="r+")
+        cube_attrs = dict(group.attrs)
+        for key in LABEL_ARRAYS:
+            if (cube / key / "zarr.json").is_file():
+                _label_group(cube, key, cube_attrs, task, classes)
+                os.rename(cube / key, array_path(cube, key))
+                report["label_maps_moved"] += 1
+        group.attrs["ome"] = _jsonable(image_metadata(cube.name, cube_attrs, channels))
+        _list_labels(cube)
+        report["cubes"] += 1
+    root.attrs["format_version"] = FORMAT_VERSION
+    return report
+
+
+def _put(cube_path: Path, key: str, data: np.ndarray) -> None:
+    arr = zarr.create_array(
+        store=str(array_path(cube_path, key)),
         shape=data.shape,
         dtype=data.dtype,
         chunks=default_chunks(data.shape),

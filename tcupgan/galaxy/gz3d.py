@@ -17,7 +17,7 @@ import numpy as np
 
 from tcupgan.data.ingest import IngestReport, cube_name, ingest_cases
 from tcupgan.data.store import StoreSpec
-from tcupgan.errors import InputError
+from tcupgan.errors import InputError, require_extra
 
 __all__ = ["read_gz3d", "ingest_gz3d", "GZ3D_SPEC", "GZ3D_PIXEL_SCALE"]
 
@@ -28,11 +28,7 @@ _CLASSIFICATIONS = "GZ_TOTAL_CLASSIFICATIONS"
 
 
 def _astropy_fits():
-    try:
-        from astropy.io import fits
-    except ImportError as err:
-        raise InputError("reading FITS files needs astropy: pip install 'tcupgan[fits]'") from err
-    return fits
+    return require_extra("astropy.io.fits", "fits", "reading FITS files")
 
 
 def read_gz3d(path: str | os.PathLike, volunteers: int | None = None) -> tuple[np.ndarray, np.ndarray, dict]:

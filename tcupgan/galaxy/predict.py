@@ -60,7 +60,7 @@ def predict_galaxies(
     threshold: float = 0.5,
     pixel_scale: float | None = None,
     bar_level: float | None = 0.5,
-    device: str = "cpu",
+    device: str = "auto",
 ) -> Path:
     """Predict every image and write, under ``out``: ``<name>_masks.npy`` (2, H, W) float16 fractions,
     ``<name>_spiral.png`` and ``<name>_bar.png`` (fraction x 255), ``<name>_overlay.png`` and
@@ -71,6 +71,7 @@ def predict_galaxies(
     catalogue's path.
     """
     model = load_model(ckpt, device)
+    device = next(model.parameters()).device
     hp = model.hparams
     if hp.out_channels != 2:
         raise InputError(

@@ -33,6 +33,7 @@ from monai.inferers import sliding_window_inference
 from skimage.morphology import remove_small_objects
 from tqdm.auto import tqdm
 
+from tcupgan.data.locks import store_lock
 from tcupgan.data.store import CubeStore
 from tcupgan.data.transforms import normalise
 from tcupgan.errors import InputError, StoreError
@@ -70,15 +71,27 @@ def checkpoint_fingerprint(path: str | Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def load_model(ckpt: str | Path, device: str | torch.device = "cpu"):
-    """Load a TCuP-GAN training checkpoint for inference; refuses files that are not one."""
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto``: the GPU where one is visible (CUDA, then Apple's MPS), else the CPU; anything else as
+    named, refused with what to do when it is not here."""
+    if str(device) == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps" if torch.backends.mps.is_available() else "cpu")
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"--device {device} but no CUDA GPU is visible here; use --device auto or cpu")
+    return torch.device(device)
+
+
+def load_model(ckpt: str | Path, device: str | torch.device = "auto"):
+    """Load a TCuP-GAN training checkpoint for inference on ``device`` (``auto``: a GPU where there is
+    one); refuses files that are not one."""
     from tcupgan.training.module import TCuPGAN
 
+    device = resolve_device(device)
     path = Path(ckpt)
     if not path.is_file():
         raise InputError(f"checkpoint '{path}' does not exist; train one with `tcupgan fit`")
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"--device {device} but no CUDA GPU is visible here; use --device cpu")
     try:
         # compile=False: compiling pays over thousands of training steps, not for one predict run
         model = TCuPGAN.load_from_checkpoint(str(path), map_location=device, compile=False)
@@ -292,7 +305,7 @@ def predict_store(
     tta: bool = False,
     min_size: int | Mapping[int, int] = 0,
     overwrite: bool = False,
-    device: str = "cpu",
+    device: str = "auto",
     precision: str = "32",
     rank: int | None = None,
     world_size: int | None = None,
@@ -326,16 +339,19 @@ def predict_store(
     }  # fmt: skip
     report = PredictReport()
     for name in tqdm(names[rank::world_size], desc="predict", unit="cube", disable=None):
-        if store[name].attrs.get("predicted") == settings and not overwrite:
-            report.skipped.append(name)
-            continue
-        if ctx.reference_source and ctx.reference is None:
-            log.warning("the train cubes of %s have no slices with content: no novelty", ctx.reference_store)
-            ctx.reference_source = settings["novelty_reference"] = ""
-        redo = overwrite or any(key in store[name] for key in ("probability", "prediction"))
-        predict_cube(ctx, name, roi=roi, settings=settings, overlap=overlap, tta=tta, min_size=min_size,
-                     overwrite=redo)  # fmt: skip
-        report.predicted.append(name)
+        with store_lock(store.path, name):  # a second predict of this store waits, then finds it done
+            if store[name].attrs.get("predicted") == settings and not overwrite:
+                report.skipped.append(name)
+                continue
+            if ctx.reference_source and ctx.reference is None:
+                log.warning(
+                    "the train cubes of %s have no slices with content: no novelty", ctx.reference_store
+                )
+                ctx.reference_source = settings["novelty_reference"] = ""
+            redo = overwrite or any(key in store[name] for key in ("probability", "prediction"))
+            predict_cube(ctx, name, roi=roi, settings=settings, overlap=overlap, tta=tta, min_size=min_size,
+                         overwrite=redo)  # fmt: skip
+            report.predicted.append(name)
     return report
 
 
@@ -344,7 +360,7 @@ def predict_files(
     inputs: Sequence[str | Path],
     out: str | Path,
     *,
-    device: str = "cpu",
+    device: str = "auto",
     **options: Any,
 ) -> list[Path]:
     """A quick run without a store: predict files and write label maps to ``out``.

@@ -157,6 +157,6 @@ class TCuPGenerator(nn.Module):
                 x = F.max_pool3d(self.dropout(x), (1, 2, 2))
         for up, decoder, skip, seed in zip(self.ups, self.decoders, skips[::-1], seeds[::-1], strict=True):
             x = torch.cat([up(x), skip], dim=1)
-            x, _ = decoder(x, None if seed is None else (torch.zeros_like(seed), seed))
+            x, _ = decoder(x, (None, seed))
         logits = self.head(x)
         return logits[..., :h, :w]

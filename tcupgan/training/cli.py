@@ -17,7 +17,9 @@ from tcupgan.errors import ConfigError
 from tcupgan.training.data import CubeDataModule
 from tcupgan.training.module import TCuPGAN
 
-__all__ = ["TCuPGANCLI", "run_fit", "fit_config"]
+__all__ = ["TCuPGANCLI", "run_fit", "fit_config", "shipped_config"]
+
+SHIPPED = Path(__file__).resolve().parents[1] / "configs"
 
 log = logging.getLogger(__name__)
 
@@ -60,14 +62,35 @@ def latest_checkpoint(trainer) -> str | None:
     return str(newest)
 
 
+def shipped_config(name: str | Path) -> Path:
+    """A config shipped with tcupgan by name (``demo``, ``demo.yaml`` or ``configs/demo.yaml``), found in
+    the installed package, so the README's commands work from any folder and from a wheel."""
+    path = SHIPPED / Path(name).name
+    path = path if path.suffix else path.with_suffix(".yaml")
+    if not path.is_file():
+        shipped = ", ".join(sorted(p.stem for p in SHIPPED.glob("*.yaml")))
+        raise ConfigError(f"no config file {name}, and tcupgan ships none by that name (it ships: {shipped})")
+    return path
+
+
+def with_shipped_configs(argv: Sequence[str]) -> list[str]:
+    """Every ``--config X`` that is not a file here becomes the shipped config of that name."""
+    argv = list(argv)
+    for i, arg in enumerate(argv[:-1]):
+        if arg == "--config" and not Path(argv[i + 1]).exists():
+            argv[i + 1] = str(shipped_config(argv[i + 1]))
+    return argv
+
+
 def run_fit(argv: Sequence[str]) -> TCuPGANCLI:
-    """Run ``fit`` with LightningCLI arguments, e.g. ``["--config", "configs/demo.yaml"]``."""
+    """Run ``fit`` with LightningCLI arguments, e.g. ``["--config", "demo"]`` (a file, or a shipped config
+    by name)."""
     # `tcupgan fit ...` hands its own command line over; LightningCLI would warn that it also sees sys.argv
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter", category=UserWarning)
     return TCuPGANCLI(
         TCuPGAN,
         CubeDataModule,
-        args=["fit", *argv],
+        args=["fit", *with_shipped_configs(argv)],
         save_config_kwargs={"overwrite": True},
         parser_kwargs={"fit": {"default_env": False}},
     )

@@ -191,5 +191,6 @@ def write_plan(store_path: str | Path, out: str | Path, host: Machine | None = N
              + (f" and a GPU of {host.gpu_memory_gib} GiB" if host.gpu_memory_gib else "")]  # fmt: skip
     lines += [f"#   {key}: {value}" for key, value in asdict(fp).items()]
     text = "\n".join(lines) + "\n" + yaml.safe_dump(settings, sort_keys=False)
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     return settings, text

@@ -25,8 +25,9 @@ from typing import Any
 import numpy as np
 from skimage.draw import polygon2mask
 
+from tcupgan.data.locks import store_lock
 from tcupgan.data.store import CubeStore
-from tcupgan.errors import InputError, TcupganError
+from tcupgan.errors import InputError, TcupganError, require_extra
 
 __all__ = [
     "harvest",
@@ -155,6 +156,8 @@ def download_export(project: str, out: str | os.PathLike, *, endpoint: str | Non
                     timeout: float = 600, generate: bool = True) -> Path:  # fmt: skip
     """Generate (or reuse) a project's classification export through panoptes-client and save it."""
     import requests
+
+    require_extra("panoptes_client", "zooniverse", "downloading a classification export")
     from panoptes_client import Project
     from panoptes_client.panoptes import PanoptesAPIException
 
@@ -298,7 +301,13 @@ def _classifications_by_subject(rows: list[dict], store: CubeStore, report: Harv
 
 def write_corrections(store: CubeStore, cube: str, slices: dict[int, dict], values: list[int]) -> int:
     """Merge corrected slices ({z: {"label", "votes", "provenance"}}) into a cube's corrections; rewrite
-    atomically only if something changed. Returns how many slices changed."""
+    atomically only if something changed. Returns how many slices changed. Holds the cube's lock, so two
+    harvests into one store keep each other's slices."""
+    with store_lock(store.path, cube):
+        return _merge_corrections(store, cube, slices, values)
+
+
+def _merge_corrections(store: CubeStore, cube: str, slices: dict[int, dict], values: list[int]) -> int:
     c = store[cube]
     depth, height, width = c.shape[1:]
     if "corrections" in c:

@@ -35,7 +35,8 @@ from typing import Any, TypeVar
 import requests
 from tqdm.auto import tqdm
 
-from tcupgan.errors import InputError, TcupganError
+from tcupgan.data.locks import Busy, file_lock
+from tcupgan.errors import InputError, TcupganError, require_extra
 
 __all__ = [
     "upload_subjects",
@@ -162,6 +163,7 @@ class Ledger:
 # ---------------------------------------------------------------------------------- connection
 def connect(endpoint: str | None = None) -> None:
     """Log in with ``PANOPTES_USERNAME``/``PANOPTES_PASSWORD`` or a prompt; nothing is written anywhere."""
+    require_extra("panoptes_client", "zooniverse", "talking to Zooniverse")
     from panoptes_client import Panoptes
     from panoptes_client.panoptes import PanoptesAPIException
 
@@ -391,18 +393,26 @@ def upload_subjects(
     rows = read_manifest(folder)
     endpoint = endpoint or os.environ.get("PANOPTES_ENDPOINT", "https://www.zooniverse.org")
     destination = {"endpoint": endpoint, "project": str(project), "subject_set": subject_set}
-    ledger = Ledger(folder / LEDGER, destination)
-    up = Uploader(folder, ledger, attempts, backoff)
-    report = up.report
-    report.subjects, report.subject_set, report.dry_run = len(rows), subject_set, dry_run
     if dry_run:
+        report = UploadReport(subjects=len(rows), subject_set=subject_set, dry_run=True)
+        ledger = Ledger(folder / LEDGER, destination)
         report.already_uploaded = sum(ledger.status(r["#tcupgan_id"]) == "linked" for r in rows)
         return report
+    # a second upload of this folder at once (a user who thinks the first one hung) refuses at once
+    with file_lock(folder / ".upload.lock", wait=False, what=f"uploading {folder}"):
+        up = Uploader(folder, Ledger(folder / LEDGER, destination), attempts, backoff)
+        up.report.subjects, up.report.subject_set = len(rows), subject_set
+        return _send(up, rows, str(project), subject_set, workflow, endpoint, batch)
 
+
+def _send(up: Uploader, rows: list[dict], project: str, subject_set: str, workflow: str | None,
+          endpoint: str, batch: int) -> UploadReport:  # fmt: skip
+    """The upload itself, under the folder's lock: reconcile with the set, create, link."""
     from panoptes_client import Project, Workflow
 
+    report = up.report
     connect(endpoint)
-    project_obj = Project.find(slug=project) if "/" in str(project) else Project.find(project)
+    project_obj = Project.find(slug=project) if "/" in project else Project.find(project)
     target = up.find_or_create_set(project_obj, subject_set)
     report.subject_set = f"{subject_set} (id {target.id})"
     linked = up.reconcile(target)
@@ -443,6 +453,8 @@ def upload_until_complete(
     for _ in range(max_runs):
         try:
             report = upload_subjects(subjects_dir, project, subject_set, **kwargs)
+        except Busy:  # another process is uploading this folder: rerunning would not help
+            raise
         except TcupganError as e:
             runs.append(str(e))
             continue

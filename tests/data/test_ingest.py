@@ -1,5 +1,6 @@
 import gzip
 import logging
+import re
 
 import nibabel as nib
 import numpy as np
@@ -74,6 +75,45 @@ def test_brats_legacy_names_and_label_4(tmp_path, caplog):
     np.testing.assert_array_equal(cube.image[0], vols["t1ce"].transpose(2, 1, 0))  # t1ce -> t1c, channel 0
     np.testing.assert_array_equal(cube.image[2], vols["flair"].transpose(2, 1, 0))  # flair -> t2f
     assert set(np.unique(cube.label[...])) <= {0, 1, 2, 3} and (cube.label[...] == 3).any()
+
+
+@pytest.mark.parametrize(
+    ("convention", "written", "stored"),
+    [
+        # 2012-2016: 1 necrosis, 2 edema, 3 non-enhancing tumour (part of the core, like 1), 4 enhancing
+        ("2015", [0, 1, 2, 3, 4], [0, 1, 2, 1, 3]),
+        ("2017", [0, 1, 2, 4], [0, 1, 2, 3]),  # 2017-2022: 1 NCR/NET, 2 edema, 4 enhancing
+        ("2023", [0, 1, 2, 3], [0, 1, 2, 3]),
+    ],
+)
+def test_each_brats_label_convention_is_stored_as_2023s(tmp_path, convention, written, stored):
+    folder, vols = write_case(tmp_path / "src")
+    rng = np.random.default_rng(1)
+    seg = rng.choice(written, XYZ).astype(np.uint8)
+    seg.flat[: len(written)] = written  # every value present
+    nib.save(nib.Nifti1Image(seg, AFFINE), str(folder / f"{folder.name}-seg.nii.gz"))
+    ingest_brats(tmp_path / "src", tmp_path / "b.zarr", labels=convention)
+    expected = np.select([seg == w for w in written], stored).transpose(2, 1, 0)
+    np.testing.assert_array_equal(CubeStore(tmp_path / "b.zarr")[folder.name].label[...], expected)
+
+
+@pytest.mark.parametrize(
+    ("convention", "written", "says"),
+    [
+        ("2023", [0, 1, 2, 4], "[4] are not BraTS 2023 labels"),
+        ("2017", [0, 1, 2, 3], "[3] are not BraTS 2017 labels"),
+        ("auto", [0, 1, 2, 3, 4], "--labels 2015"),  # 3 and 4 together: 2012-2016, said aloud
+    ],
+)
+def test_labels_that_do_not_fit_the_named_convention_are_refused_and_nothing_written(
+    tmp_path, convention, written, says
+):
+    folder, _ = write_case(tmp_path / "src")
+    seg = np.resize(np.array(written, np.uint8), XYZ)
+    nib.save(nib.Nifti1Image(seg, AFFINE), str(folder / f"{folder.name}-seg.nii.gz"))
+    with pytest.raises(InputError, match=re.escape(says)):
+        ingest_brats(tmp_path / "src", tmp_path / "b.zarr", labels=convention)
+    assert not (tmp_path / "b.zarr").exists() or not CubeStore(tmp_path / "b.zarr").names()
 
 
 def test_brats_missing_modality(tmp_path):

@@ -103,8 +103,43 @@ def test_killed_process_mid_write_leaves_no_visible_cube(tmp_path):
     leftovers = list((store.path / store_mod.STAGING).rglob("*"))
     assert leftovers, "the crashed writer should have left staged data behind"
     assert store.names() == [] and "crash" not in store
-    assert store.clean_staging() == 1
+    assert store.leftovers() == 1
+    assert store.clean_staging() == {
+        "restored": [],
+        "removed": [leftovers[0].relative_to(store.path / ".staging").parts[0]],
+    }
     assert not (store.path / store_mod.STAGING).exists()
+
+
+def test_a_kill_between_the_two_renames_of_a_replacement_loses_nothing(tmp_path):
+    """Overwriting an array swaps it by two renames; a writer killed between them (the pause injected
+    here) leaves readers the new copy, and clean_staging puts it in place."""
+    store = CubeStore.create(tmp_path / "s.zarr", task="binary", channel_names=["em"], class_names=["fg"])
+    store.write_cube("c", np.ones((1, 4, 16, 16), np.float32), np.zeros((4, 16, 16), np.uint8))
+    store.write_array("c", "prediction", np.zeros((4, 16, 16), np.uint8))
+    script = textwrap.dedent(
+        f"""
+        import os, numpy as np
+        from tcupgan.data import store as s
+        rename = os.rename
+        def kill_after_first(src, dst):
+            rename(src, dst)
+            if "replaced-" in str(dst):
+                os._exit(9)  # the old array is aside, the new one not yet in place
+        s.os.rename = kill_after_first
+        st = s.CubeStore({str(store.path)!r}, mode="r+")
+        st.write_array("c", "prediction", np.ones((4, 16, 16), np.uint8), overwrite=True)
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True)
+    assert proc.returncode == 9, proc.stderr.decode()
+    assert not (store.path / "c" / "labels" / "prediction" / "0").exists()  # the window the kill left
+    cube = CubeStore(store.path)["c"]
+    assert "prediction" in cube and cube["prediction"][...].min() == 1  # readers get the new copy
+    assert store.leftovers() == 1
+    report = store.clean_staging()
+    assert report["restored"] == ["c/labels/prediction/0"] and store.leftovers() == 0
+    assert CubeStore(store.path)["c"]["prediction"][...].min() == 1
 
 
 def test_existing_cube_needs_overwrite(tmp_path):

@@ -1,3 +1,5 @@
+import warnings
+
 import pytest
 import torch
 
@@ -22,6 +24,59 @@ def test_batched_input_equals_the_originals_per_step_convolution(bidirectional):
         c1 = f.sigmoid() * state[1] + i.sigmoid() * g.tanh()
         torch.testing.assert_close(out[:, :, 0], o.sigmoid() * c1.tanh(), rtol=1e-5, atol=1e-5)
     assert out.shape == (2, 5, 6, 9, 11)
+
+
+def test_a_zero_start_skips_the_hidden_convolution_and_gives_the_same_numbers():
+    """No state (or no hidden state) is zeros: the first step's hidden convolution is skipped, exactly."""
+    torch.manual_seed(0)
+    lstm = ConvLSTM(3, 5)
+    x, c0 = torch.randn(2, 3, 4, 9, 11), torch.randn(2, 5, 9, 11)
+    zeros = torch.zeros(2, 5, 9, 11)
+    for batched in (False, True):
+        lstm.batched_input = batched
+        torch.testing.assert_close(lstm(x), lstm(x, (zeros, zeros)), rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(lstm(x, (None, c0)), lstm(x, (zeros, c0)), rtol=1e-6, atol=1e-6)
+
+
+def test_the_fused_gate_kernel_equals_the_reference_forward_and_backward():
+    """The compiled cell (one kernel per step) against the eager reference, outputs and gradients."""
+    from tcupgan.models.convlstm import FUSED, FusedCell
+
+    torch.manual_seed(0)
+    net = TCuPGenerator(2, 1, widths=(4, 8))
+    x = torch.randn(1, 2, 3, 16, 16)
+    results = []
+    for fuse in (False, True):
+        for module in net.modules():
+            if isinstance(module, ConvLSTM):
+                module.fuse_gates = fuse
+        net.zero_grad()
+        out = net(x)
+        out.square().mean().backward()
+        results.append((out.detach(), [p.grad.clone() for p in net.parameters()]))
+    assert not FUSED.failed, "torch.compile failed here: the comparison ran eager against eager"
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-5, atol=1e-5)
+    for reference, fused in zip(results[0][1], results[1][1], strict=True):
+        torch.testing.assert_close(reference, fused, rtol=1e-4, atol=1e-5)
+    assert isinstance(FUSED, FusedCell)
+
+
+def test_a_failing_compiler_falls_back_to_eager_with_one_warning(monkeypatch):
+    from tcupgan.models.convlstm import FusedCell, lstm_cell
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no C++ compiler")
+
+    monkeypatch.setattr(torch, "compile", broken)
+    cell, gates = FusedCell(), torch.randn(1, 8, 4, 4)
+    with pytest.warns(UserWarning, match="running eagerly"):
+        h, c = cell(gates, None)
+    torch.testing.assert_close((h, c), lstm_cell(gates, None))
+    assert cell.failed
+    with warnings.catch_warnings(record=True) as later:
+        warnings.simplefilter("always")
+        cell(gates, c)
+    assert not later  # warned once, not at every step
 
 
 def test_forget_gate_bias_and_init_are_applied():

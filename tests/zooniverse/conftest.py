@@ -50,3 +50,11 @@ def sandbox(tmp_path, monkeypatch):
         monkeypatch.setenv("PANOPTES_PASSWORD", password)
         monkeypatch.setenv("PANOPTES_ENDPOINT", sb.endpoint)
         yield sb
+
+
+@pytest.fixture()
+def small_store(tmp_path):
+    """One binary cube of 3 slices of 40 x 40 px, for hand-written exports."""
+    store = CubeStore.create(tmp_path / "h.zarr", task="binary", channel_names=["em"], class_names=["fg"])
+    store.write_cube("c", np.ones((1, 3, 40, 40), np.float32), np.zeros((3, 40, 40), np.uint8))
+    return tmp_path / "h.zarr"

@@ -41,13 +41,6 @@ def square(x0, y0, x1, y1, **keys):
     }
 
 
-@pytest.fixture()
-def small_store(tmp_path):
-    store = CubeStore.create(tmp_path / "h.zarr", task="binary", channel_names=["em"], class_names=["fg"])
-    store.write_cube("c", np.ones((1, 3, 40, 40), np.float32), np.zeros((3, 40, 40), np.uint8))
-    return tmp_path / "h.zarr"
-
-
 def test_known_polygons_give_known_areas_and_three_volunteer_consensus(small_store, tmp_path):
     store_path = small_store
     # frames are 80 px for a 40 px slice: frame square 20..60 = slice pixels 10..29 (400 px)

@@ -6,9 +6,9 @@ tasks, mitochondria and membranes. Per model and budget: held-out Dice, optimise
 voxels/s and peak memory, each model trained in a process of its own.
 
 - ``tcupgan``: the product's own path as a user takes it: ``ingest_tiff`` of the section folders into a
-  store, ``tcupgan fit --config configs/fatchecker.yaml`` (crops as deep as the 12 training sections
-  allow, 8 x 256 x 256, batch 1), stopped by ``--trainer.max_time``, then ``predict_store`` and the
-  Dice of the stored prediction.
+  store, ``tcupgan plan`` and ``tcupgan fit --plan plan.yaml`` with no other setting (on 2 cores: 8
+  single-section crops of 256 x 256 per step), stopped by ``--trainer.max_time``, then ``predict_store``
+  and the Dice of the stored prediction.
 - ``monai_basicunet_2d``: MONAI ``BasicUNet`` on sections, the usual 2D recipe: DiceCE, Adam 1e-3,
   8 crops of 256 x 256 per step, half of them centred on foreground, random flips and 90° rotations.
 - ``monai_segresnet_3d``: MONAI ``SegResNet`` (its BraTS tutorial's blocks), anisotropic crops of
@@ -68,8 +68,8 @@ def build_store(out: Path, task: str, size: int | None = None) -> Path:
                 Image.fromarray(plane[:size, :size].astype(np.uint8)).save(folder / f"{z:02d}.png")
             folders.append(folder)
     store = out / f"{task}.zarr"
-    ingest_tiff(folders[0::2], store, labels=folders[1::2], spacing=SPACING, names=["train", "test"],
-                class_names=[task])  # fmt: skip
+    ingest_tiff(folders[0::2], store, labels=folders[1::2], spacing=SPACING, unit="nm",
+                names=["train", "test"], class_names=[task])  # fmt: skip
     cubes = CubeStore(store, mode="r+")
     cubes.update_attrs("train", split="train")
     # fit needs a val split; validation is switched off (limit_val_batches 0), so no model sees the
@@ -123,7 +123,7 @@ class StepTimer(Callback):
 
     def on_train_end(self, trainer, module) -> None:
         per_step = {k: round(v / max(self.steps, 1), 4) for k, v in self.seconds.items()}
-        self.path.write_text(json.dumps(per_step))
+        self.path.write_text(json.dumps({**per_step, "steps": self.steps}))
 
 
 def _duration(seconds: float) -> str:
@@ -132,38 +132,38 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 86400:02d}:{seconds // 3600 % 24:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
-def train_tcupgan(
-    store: Path, work: Path, budget: float, crop: Sequence[int], extra: Sequence[str] = ()
-) -> dict:
-    """``tcupgan fit`` with the shipped config (and ``extra`` fit arguments), stopped by the budget; then
-    ``predict`` and Dice."""
+def train_tcupgan(store: Path, work: Path, budget: float, extra: Sequence[str] = ()) -> dict:
+    """The user's path: ``tcupgan plan``, then ``tcupgan fit --plan plan.yaml`` (and ``extra`` fit
+    arguments) stopped by the budget; then ``predict`` and Dice."""
     from tcupgan.data import CubeStore
     from tcupgan.inference import predict_store
     from tcupgan.training.cli import run_fit
+    from tcupgan.training.plan import write_plan
 
-    crop_text = json.dumps(list(crop))
+    settings, _ = write_plan(store, work / "plan.yaml")
+    timer = work / "split.json"
     cli = run_fit([
-        "--config", str(ROOT / "configs" / "fatchecker.yaml"), "--data.store", str(store),
-        "--trainer.default_root_dir", str(work), "--trainer.logger.init_args.save_dir", str(work),
+        "--config", str(work / "plan.yaml"), "--trainer.default_root_dir", str(work),
         "--trainer.max_time", _duration(budget), "--trainer.limit_val_batches", "0",
-        "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-        "--data.crop_size", crop_text, "--data.batch_size", "1", "--data.num_workers", "0",
-        "--model.val_roi", crop_text,
+        "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
+        "--trainer.enable_model_summary", "false", "--data.num_workers", "0",
         "--trainer.callbacks+=tools.bench.real_em.StepTimer",
-        f"--trainer.callbacks.path={work / 'split.json'}", *extra,
+        f"--trainer.callbacks.path={timer}", *extra,
     ])  # fmt: skip
     trained = time.perf_counter()
     ckpt = work / "final.ckpt"
     cli.trainer.save_checkpoint(ckpt)
-    steps = cli.trainer.global_step // 2  # one generator and one discriminator step per batch
+    data = cli.datamodule
+    split = json.loads(timer.read_text())
     predict_store(ckpt, store, cubes=["test"])
     cube = CubeStore(store)["test"]
     return {
         "dice": mask_dice(cube["prediction"][...] > 0, cube.label[...] > 0),
-        "steps": steps,
-        "voxels_per_step": int(np.prod(crop)),
+        "steps": split.pop("steps"),
+        "voxels_per_step": int(data.hparams.batch_size * np.prod(data.hparams.crop_size)),
         "predict_seconds": round(time.perf_counter() - trained, 1),
-        "seconds_per_step": json.loads((work / "split.json").read_text()),
+        "seconds_per_step": split,
+        "plan": settings["data"],
     }
 
 
@@ -267,8 +267,7 @@ def worker(args: argparse.Namespace) -> dict:
     store, budget = Path(args.store), args.budget[0]
     start = time.perf_counter()
     if args.worker == "tcupgan":
-        crop = (min(8, len(TRAIN)), args.crop, args.crop)
-        result = train_tcupgan(store, Path(args.work), budget, crop, shlex.split(args.fit_args))
+        result = train_tcupgan(store, Path(args.work), budget, shlex.split(args.fit_args))
     elif args.worker == "monai_basicunet_2d":
         result = train_monai(store, args.worker, budget, (0, args.crop, args.crop), batch=8)
     else:
@@ -343,7 +342,8 @@ def section(s: dict) -> list[str]:
         "",
         "`python -m tools.bench.real_em`: ssTEM of *Drosophila* nerve cord, sections 0-11 train, 12-14 held "
         "out; each model trained in its own process for the same wall-clock budget on this machine. "
-        "TCuP-GAN through `tcupgan ingest` → `fit --config configs/fatchecker.yaml` → `predict`.",
+        "TCuP-GAN through `tcupgan ingest` → `plan` → `fit --plan plan.yaml` → `predict`, nothing set "
+        "by hand.",
         "",
         "| task | budget (s) | model | held-out Dice | steps | training voxels/s | peak memory (MB) |",
         "| --- | --- | --- | --- | --- | --- | --- |",
