@@ -314,7 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shape", type=int, nargs=3, metavar=("D", "H", "W"), help="cube size (family default)")
     p.add_argument("--overwrite", action="store_true", help="replace cubes that already exist")
 
-    ingest = sub.add_parser("ingest", help="Ingest BraTS NIfTI, TIFF stacks or 2D images into a store.")
+    ingest = sub.add_parser(
+        "ingest", help="Ingest BraTS, nnU-Net and NIfTI volumes, TIFF stacks or 2D images into a store."
+    )
     isub = ingest.add_subparsers(dest="source", metavar="SOURCE", required=True)
     p = add_command(
         isub, "brats", "Ingest BraTS case folders (<case>/<case>-t1c.nii.gz, -t1n, -t2f, -t2w, -seg).",
@@ -439,7 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fail-rate", type=float, default=0.2, help="faults injected into the sandbox (0.2)")
     sub.add_parser(
         "fit",
-        help="Train TCuP-GAN (LightningCLI: --plan plan.yaml, --config configs/demo.yaml, --print_config, "
+        help="Train TCuP-GAN (LightningCLI: --plan plan.yaml, --config demo, --print_config, "
         "--trainer.*).",
         add_help=False,
     )  # fmt: skip

@@ -88,7 +88,7 @@ def cmd_harvest(args: argparse.Namespace) -> None:
         tools = {int(k): int(v) for k, v in (item.split("=") for item in args.tool_values.split(","))}
     report = harvest(
         export, args.store, min_volunteers=args.min_volunteers, threshold=args.threshold,
-        workflow=args.workflow, tool_values=tools,
+        workflow=args.workflow, workflow_version=args.workflow_version, tool_values=tools,
     )  # fmt: skip
     print(json.dumps(report.as_dict(), indent=1))
 
@@ -182,6 +182,10 @@ def add_volunteer_commands(sub) -> None:
     p.add_argument("--timeout", type=float, default=600, help="seconds to wait for the export (600)")
     p.add_argument("--store", required=True, help="cube store the subjects were rendered from")
     p.add_argument("--workflow", help="only classifications of this workflow id")
+    p.add_argument(
+        "--workflow-version",
+        help="only this workflow version, 3 (any 3.x) or 3.1 (default: the latest major)",
+    )
     p.add_argument("--min-volunteers", type=int, default=3, help="subjects with fewer wait (3)")
     p.add_argument("--threshold", type=float, default=0.5, help="vote fraction that makes a pixel (0.5)")
     p.add_argument(

@@ -71,12 +71,11 @@ def predict_galaxies(
     catalogue's path.
     """
     model = load_model(ckpt, device)
-    device = next(model.parameters()).device
-    hp = model.hparams
+    device, hp = next(model.parameters()).device, model.hparams
     if hp.out_channels != 2:
         raise InputError(
             f"'{ckpt}' predicts {hp.out_channels} class(es); a galaxy model has two (spiral arm, bar): "
-            "train one with `tcupgan fit --config configs/galaxy_spiral_bar.yaml`"
+            "train one with `tcupgan fit --config galaxy_spiral_bar`"
         )
     size = int(size or (hp.val_roi[-1] if hp.val_roi else 0)) or None
     paths = galaxy_images(inputs)

@@ -181,7 +181,9 @@ def download_export(project: str, out: str | os.PathLike, *, endpoint: str | Non
     return out
 
 
-def _read_rows(path: Path, report: HarvestReport, workflow: str | None) -> list[dict[str, Any]]:
+def _read_rows(
+    path: Path, report: HarvestReport, workflow: str | None, workflow_version: str | None = None
+) -> list[dict[str, Any]]:
     """Export rows with their JSON decoded; malformed rows are counted by reason and left out."""
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
     try:
@@ -210,7 +212,36 @@ def _read_rows(path: Path, report: HarvestReport, workflow: str | None) -> list[
             report.skipped["malformed JSON"] += 1
             continue
         rows.append(row)
-    return rows
+    return _current_version(rows, report, workflow_version)
+
+
+def _major(version: Any) -> int | None:
+    try:
+        return int(str(version).split(".")[0])
+    except ValueError:
+        return None
+
+
+def _current_version(rows: list[dict], report: HarvestReport, wanted: str | None) -> list[dict]:
+    """Rows of one major workflow version per workflow: ``wanted`` (``N`` or ``N.M``), else the latest
+    present. A new major version means the tasks changed, so marks of older ones are counted, not used."""
+    latest: dict[str, int] = {}
+    for row in rows:
+        major = _major(row.get("workflow_version", ""))
+        if major is not None:
+            latest[row.get("workflow_id", "")] = max(major, latest.get(row.get("workflow_id", ""), major))
+    kept = []
+    for row in rows:
+        version = str(row.get("workflow_version", ""))
+        if wanted is not None:
+            keep = version == wanted or (("." not in wanted) and _major(version) == _major(wanted))
+        else:
+            keep = _major(version) in (None, latest.get(row.get("workflow_id", "")))
+        if keep:
+            kept.append(row)
+        else:
+            report.skipped["other workflow version"] += 1
+    return kept
 
 
 def _subject(row: dict[str, Any]) -> tuple[str, dict] | None:
@@ -227,36 +258,40 @@ def harvest(
     min_volunteers: int = 3,
     threshold: float = 0.5,
     workflow: str | None = None,
+    workflow_version: str | None = None,
     tool_values: dict[int, int] | None = None,
 ) -> HarvestReport:
-    """Write the volunteers' consensus of every subject with ``min_volunteers`` or more into the store."""
+    """Write the volunteers' consensus of every slice with ``min_volunteers`` or more into the store.
+
+    All subjects showing one slice (two rounds, two subject sets) are pooled; each volunteer counts once
+    per slice, with their latest classification (``created_at``); only the latest major workflow version
+    present is read unless ``workflow_version`` names one (``3`` or ``3.1``).
+    """
     if not 0 < threshold <= 1:
         raise InputError("the consensus threshold must be in (0, 1]")
     store = CubeStore(store_path, mode="r+")
     report = HarvestReport()
     tools = tool_values or default_tool_values(store)
     values = sorted(set(tools.values()))
-    by_subject = _classifications_by_subject(_read_rows(Path(export), report, workflow), store, report)
+    rows = _read_rows(Path(export), report, workflow, workflow_version)
     per_cube: dict[str, dict[int, dict]] = {}
-    for sid, entry in sorted(by_subject.items()):
+    for (cube, z), entry in sorted(_classifications_by_slice(rows, store, report).items()):
         if len(entry["volunteers"]) < min_volunteers:
             report.subjects_waiting += 1
             continue
-        shape = store[entry["cube"]].shape[2:]
-        masks = [rasterise(marks, entry["frame"], shape, tools) for _, marks in entry["volunteers"].values()]
+        shape = store[cube].shape[2:]
+        chosen = list(entry["volunteers"].values())
+        masks = [rasterise(marks, frame, shape, tools) for _, marks, frame in chosen]
         label, votes = consensus(masks, values, store.task, shape, threshold)
-        rows = [row for row, _ in entry["volunteers"].values()]
-        report.classifications_used += len(rows)
+        report.classifications_used += len(chosen)
         provenance = {
-            "subject": sid,
-            "classification_ids": sorted(str(r["classification_id"]) for r in rows),
-            "volunteers": len(rows),
+            "subjects": sorted(entry["subjects"]),
+            "classification_ids": sorted(str(row["classification_id"]) for row, _, _ in chosen),
+            "volunteers": len(chosen),
             "threshold": threshold,
-            "workflow_version": sorted({str(r.get("workflow_version", "")) for r in rows}),
+            "workflow_version": sorted({str(row.get("workflow_version", "")) for row, _, _ in chosen}),
         }
-        per_cube.setdefault(entry["cube"], {})[entry["z"]] = {
-            "label": label, "votes": votes, "provenance": provenance,
-        }  # fmt: skip
+        per_cube.setdefault(cube, {})[z] = {"label": label, "votes": votes, "provenance": provenance}
     for cube, slices in sorted(per_cube.items()):
         written = write_corrections(store, cube, slices, values)
         report.slices_written += written
@@ -266,10 +301,11 @@ def harvest(
     return report
 
 
-def _classifications_by_subject(rows: list[dict], store: CubeStore, report: HarvestReport) -> dict[str, dict]:
-    """Per subject of this store: its cube, slice, frame size and each volunteer's latest (row, marks);
-    rows that cannot be used are counted in ``report.skipped`` by reason."""
-    by_subject: dict[str, dict[str, Any]] = {}
+def _classifications_by_slice(rows: list[dict], store: CubeStore, report: HarvestReport) -> dict:
+    """Per slice of this store, (cube, z) → the subjects showing it and each volunteer's latest
+    classification as (row, marks, frame size); rows that cannot be used are counted in
+    ``report.skipped`` by reason."""
+    by_slice: dict[tuple[str, int], dict[str, Any]] = {}
     for row in rows:
         found = _subject(row)
         if found is None:
@@ -294,9 +330,15 @@ def _classifications_by_subject(rows: list[dict], store: CubeStore, report: Harv
             report.skipped["malformed marks"] += 1
             continue
         volunteer = row.get("user_name") or f"anonymous-{row.get('user_ip', '')}"
-        entry = by_subject.setdefault(sid, {"cube": cube, "z": z, "frame": frame, "volunteers": {}})
-        entry["volunteers"][volunteer] = (row, marks)  # a volunteer's latest classification counts
-    return by_subject
+        entry = by_slice.setdefault((cube, z), {"subjects": set(), "volunteers": {}})
+        entry["subjects"].add(sid)
+        earlier = entry["volunteers"].get(volunteer)
+        if earlier is not None:
+            report.skipped["superseded by the volunteer's later classification"] += 1
+            if str(earlier[0].get("created_at", "")) > str(row.get("created_at", "")):
+                continue
+        entry["volunteers"][volunteer] = (row, marks, frame)
+    return by_slice
 
 
 def write_corrections(store: CubeStore, cube: str, slices: dict[int, dict], values: list[int]) -> int:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import zarr
 
+from tcupgan.cli.main import main
 from tcupgan.data import CubeStore
 from tcupgan.data import store as store_mod
 from tcupgan.errors import CubeExistsError, CubeNotFoundError, InputError, StoreError
@@ -111,7 +112,7 @@ def test_killed_process_mid_write_leaves_no_visible_cube(tmp_path):
     assert not (store.path / store_mod.STAGING).exists()
 
 
-def test_a_kill_between_the_two_renames_of_a_replacement_loses_nothing(tmp_path):
+def test_a_kill_between_the_two_renames_of_a_replacement_loses_nothing(tmp_path, capsys):
     """Overwriting an array swaps it by two renames; a writer killed between them (the pause injected
     here) leaves readers the new copy, and clean_staging puts it in place."""
     store = CubeStore.create(tmp_path / "s.zarr", task="binary", channel_names=["em"], class_names=["fg"])
@@ -137,8 +138,10 @@ def test_a_kill_between_the_two_renames_of_a_replacement_loses_nothing(tmp_path)
     cube = CubeStore(store.path)["c"]
     assert "prediction" in cube and cube["prediction"][...].min() == 1  # readers get the new copy
     assert store.leftovers() == 1
-    report = store.clean_staging()
-    assert report["restored"] == ["c/labels/prediction/0"] and store.leftovers() == 0
+    assert main(["info", str(store.path)]) == 0
+    assert "1 interrupted write(s)" in capsys.readouterr().out
+    assert main(["clean", str(store.path)]) == 0
+    assert "restored c/labels/prediction/0" in capsys.readouterr().out and store.leftovers() == 0
     assert CubeStore(store.path)["c"]["prediction"][...].min() == 1
 
 

@@ -87,6 +87,15 @@ def test_fit_reads_the_plan_first_so_the_users_options_win(tmp_path, capsys):
     assert used["data"]["crop_size"] == planned["data"]["crop_size"]  # from the plan
     assert used["model"]["widths"] == planned["model"]["widths"]
     assert used["data"]["batch_size"] == 1  # the user's option wins
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as printed:  # LightningCLI exits after printing
+        main(["fit", "--plan", str(out), "--config", "fatchecker", "--print_config"])
+    assert printed.value.code == 0
+    merged = yaml.safe_load(capsys.readouterr().out)  # a shipped config holds what the plan cannot know
+    assert (
+        merged["data"]["store"] == str(store) and merged["data"]["crop_size"] == planned["data"]["crop_size"]
+    )
+    assert merged["model"]["seg_loss"] == "focal_tversky" and merged["trainer"]["max_epochs"] == 100
     assert main(["fit", "--plan", str(tmp_path / "none.yaml")]) == 2
     assert "tcupgan plan --store" in capsys.readouterr().err
 

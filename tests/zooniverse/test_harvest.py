@@ -138,3 +138,46 @@ def test_an_export_saved_with_a_byte_order_mark_is_read(small_store, tmp_path):
     report = harvest(marked, small_store, min_volunteers=3)
     assert report.classifications_used == 3 and report.slices_written == 1 and not report.skipped
     assert CubeStore(small_store)["c"]["corrections"][1].sum() == 400
+
+
+def test_a_volunteers_latest_classification_counts_whatever_the_row_order(small_store, tmp_path):
+    late, early = "2026-11-24 09:00:00 UTC", "2026-11-23 09:00:00 UTC"
+    rows = [
+        row("1", "ann", [square(20, 20, 60, 60, tool=0)], created_at=late),  # ann's second thoughts first
+        row("2", "ann", [], created_at=early),
+        row("3", "bob", [square(20, 20, 60, 60, tool=0)]),
+        row("4", "cyd", []),
+    ]
+    report = harvest(write_export(rows, tmp_path / "e.csv"), small_store, min_volunteers=3)
+    assert report.classifications_used == 3
+    assert report.skipped == {"superseded by the volunteer's later classification": 1}
+    cube = CubeStore(small_store)["c"]
+    assert cube["corrections"][1].sum() == 400  # ann's later square and bob's: 2 of 3
+    assert cube["corrections"].attrs["slices"]["1"]["classification_ids"] == ["1", "3", "4"]
+
+
+def test_every_subject_of_one_slice_is_pooled(small_store, tmp_path):
+    """The same slice sent twice (two rounds): two volunteers saw subject 101, one saw subject 202."""
+    rows = [
+        row("1", "ann", [square(20, 20, 60, 60, tool=0)], sid="101"),
+        row("2", "bob", [square(20, 20, 60, 60, tool=0)], sid="101"),
+        row("3", "cyd", [], sid="202", frame=(40, 40)),  # rendered at another size: marks scale by frame
+    ]
+    report = harvest(write_export(rows, tmp_path / "e.csv"), small_store, min_volunteers=3)
+    assert report.slices_written == 1 and report.subjects_waiting == 0
+    provenance = CubeStore(small_store)["c"]["corrections"].attrs["slices"]["1"]
+    assert provenance["subjects"] == ["101", "202"] and provenance["volunteers"] == 3
+
+
+def test_only_the_latest_major_workflow_version_counts_unless_one_is_named(small_store, tmp_path):
+    rows = [
+        *(row(str(i), f"new{i}", [square(20, 20, 60, 60, tool=0)], workflow_version="4.2") for i in range(3)),
+        *(row(str(9 + i), f"old{i}", [], workflow_version="3.1") for i in range(3)),
+    ]  # fmt: skip
+    export = write_export(rows, tmp_path / "e.csv")
+    report = harvest(export, small_store, min_volunteers=3)
+    assert report.skipped == {"other workflow version": 3} and report.classifications_used == 3
+    assert CubeStore(small_store)["c"]["corrections"][1].sum() == 400
+    older = harvest(export, small_store, min_volunteers=3, workflow_version="3")
+    assert older.skipped == {"other workflow version": 3} and older.slices_written == 1
+    assert CubeStore(small_store)["c"]["corrections"][1].sum() == 0  # the old version's empty drawings

@@ -105,15 +105,12 @@ def measure(models: dict[str, torch.nn.Module], x: torch.Tensor, repeats: int) -
     return results
 
 
-def run(shape: tuple[int, ...], widths: tuple[int, ...], repeats: int, device: str) -> dict:
-    dev = torch.device(device)
-    torch.manual_seed(0)
-    c_in, c_out = shape[1], 3
-    x = torch.randn(*shape, device=dev)
+def _models(c_in: int, c_out: int, widths: tuple[int, ...], default: str, dev: torch.device) -> dict:
+    """The networks compared: the original layout, tcupgan in both ConvLSTM modes (and bf16, and on GPUs
+    with eager gates), MONAI's two at similar parameter counts."""
     original = OriginalLayoutUNet(c_in, c_out, widths)
     reference = TCuPGenerator(c_in, c_out, widths=widths)
     models = {"original_layout": original, "original_layout_bf16": copy.deepcopy(original).to(torch.bfloat16)}
-    default = "batched" if dev.type == "cuda" else "per_step"
     for mode, batched in (("per_step", False), ("batched", True)):
         net = TCuPGenerator(c_in, c_out, widths=widths, batched_input=batched)
         net.load_state_dict(reference.state_dict())
@@ -128,6 +125,16 @@ def run(shape: tuple[int, ...], widths: tuple[int, ...], repeats: int, device: s
         models["tcupgan_eager_gates"] = eager
     models["monai_basicunet"] = BasicUNet(3, c_in, c_out, features=(16, 32, 64, 128, 128, 16))
     models["monai_segresnet"] = SegResNet(3, init_filters=8, in_channels=c_in, out_channels=c_out)
+    return models
+
+
+def run(shape: tuple[int, ...], widths: tuple[int, ...], repeats: int, device: str) -> dict:
+    dev = torch.device(device)
+    torch.manual_seed(0)
+    c_in, c_out = shape[1], 3
+    x = torch.randn(*shape, device=dev)
+    default = "batched" if dev.type == "cuda" else "per_step"
+    models = _models(c_in, c_out, widths, default, dev)
     results = measure(models, x, repeats)
     peak_mem = results.pop("peak_mem_mb", None)
     results["tcupgan"] = results[f"tcupgan_{default}"]
