@@ -321,8 +321,9 @@ def figure(results: dict, path: Path) -> None:
     tasks = results["tasks"]
     fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 4), squeeze=False)
     for ax, (task, by_budget) in zip(axes[0], tasks.items(), strict=True):
-        for i, model in enumerate(next(iter(by_budget.values()))):
-            points = sorted((float(b), r[model]["dice"]) for b, r in by_budget.items())
+        models = list(dict.fromkeys(m for r in by_budget.values() for m in r))  # a budget may run fewer
+        for i, model in enumerate(models):
+            points = sorted((float(b), r[model]["dice"]) for b, r in by_budget.items() if model in r)
             ax.plot(*zip(*points, strict=True), marker="o", color=f"C{i}", label=model)
         ax.set(title=f"{task} (held-out sections 12-14)", xlabel="training seconds (2 CPU cores)",
                ylabel="Dice", ylim=(0, 1))  # fmt: skip
