@@ -27,7 +27,7 @@ import numpy as np
 
 from tcupgan.data.export import cube_affine
 from tcupgan.data.ingest import IngestReport, ingest_cases, to_label
-from tcupgan.data.readers import Volume, nifti_header, nifti_unit
+from tcupgan.data.readers import Volume, nifti_header, nifti_meta
 from tcupgan.data.store import CubeStore, StoreSpec
 from tcupgan.errors import InputError
 
@@ -46,9 +46,7 @@ def read_nifti_channels(paths: Sequence[Path]) -> Volume:
             )
         if grid is None:
             grid = (img.shape[:3], img.affine)
-            zooms = [round(float(z), 6) for z in img.header.get_zooms()[:3]]
-            meta = {"affine": img.affine.tolist(), "spacing": zooms[::-1], **nifti_unit(img),
-                    "source_dtype": str(img.get_data_dtype()), "source_format": "nifti"}  # fmt: skip
+            meta = nifti_meta(img)
         elif img.shape[:3] != grid[0] or not np.allclose(img.affine, grid[1], atol=1e-3):
             raise InputError(f"'{path}' is not on the grid of '{paths[0]}' (shape or affine differ)")
         data = np.asarray(img.get_fdata(dtype=np.float32))

@@ -95,17 +95,19 @@ def read_nifti(path: Path) -> Volume:
         data = np.asarray(img.get_fdata(dtype=np.float32))
     except Exception as err:
         raise _fail(path, err) from err
+    return Volume(data=np.ascontiguousarray(data.transpose(2, 1, 0)), meta=nifti_meta(img))
+
+
+def nifti_meta(img: nib.Nifti1Image) -> dict[str, Any]:
+    """A NIfTI image's cube attributes: affine (kept for export), spacing as (z, y, x), unit, dtype."""
     zooms = [round(float(z), 6) for z in img.header.get_zooms()[:3]]  # header holds float32
-    return Volume(
-        data=np.ascontiguousarray(data.transpose(2, 1, 0)),
-        meta={
-            "affine": img.affine.tolist(),
-            "spacing": zooms[::-1],
-            **nifti_unit(img),
-            "source_dtype": str(img.get_data_dtype()),
-            "source_format": "nifti",
-        },
-    )
+    return {
+        "affine": img.affine.tolist(),
+        "spacing": zooms[::-1],
+        **nifti_unit(img),
+        "source_dtype": str(img.get_data_dtype()),
+        "source_format": "nifti",
+    }
 
 
 def nifti_unit(img: nib.Nifti1Image) -> dict[str, str]:
