@@ -145,13 +145,17 @@ def _logged_in(sandbox) -> Iterator[None]:
 def volunteer_round(out: Path, truth: Path, fail_rate: float, progress=print) -> dict:
     """Upload ``out/subjects`` to a sandbox with injected faults, let its simulated volunteers draw on
     them (from the hidden ``truth``) and download the classification export: the report's upload, audit
-    and classification entries and the export's path."""
-    from tcupgan.zooniverse.harvest import download_export
+    and classification entries, the export's path and the workflow's tasks."""
+    from tcupgan.zooniverse.harvest import download_export, fetch_workflow_tasks
     from tcupgan.zooniverse.testing import Sandbox, classify_subject_set
     from tcupgan.zooniverse.upload import upload_until_complete
 
     progress(f"5/8 uploading to the sandbox (fault rate {fail_rate}), volunteers classifying")
-    with Sandbox(out / "sandbox", fail_rate=fail_rate, seed=1) as sandbox, _logged_in(sandbox):
+    classes = tuple(CubeStore(truth).class_names)
+    with (
+        Sandbox(out / "sandbox", fail_rate=fail_rate, seed=1, classes=classes) as sandbox,
+        _logged_in(sandbox),
+    ):
         report, runs = upload_until_complete(
             out / "subjects", sandbox.project_id, "demo-round-1", workflow=sandbox.workflow_id, attempts=3,
             backoff=0.05,
@@ -165,8 +169,9 @@ def volunteer_round(out: Path, truth: Path, fail_rate: float, progress=print) ->
         posted = classify_subject_set(sandbox.endpoint, volunteers, str(truth), set_id, sandbox.workflow_id)
         progress("6/8 downloading the classification export and harvesting")
         export = download_export(sandbox.project_id, out / "classifications.csv", timeout=60)
+        tasks = fetch_workflow_tasks(sandbox.project_id)
     upload = {"runs": runs, "last": report.as_dict()}
-    return {"upload": upload, "set_audit": audit, "classifications": posted, "export": export}
+    return {"upload": upload, "set_audit": audit, "classifications": posted, "export": export, "tasks": tasks}
 
 
 def run_demo(
@@ -207,7 +212,7 @@ def run_demo(
     selection = write_selection(select_slices(work, budget, cubes=pool), out / "selection.csv")
     render_subjects(work, selection, out / "subjects")
     loop = volunteer_round(out, truth, fail_rate, progress)
-    harvested = harvest(loop.pop("export"), work, min_volunteers=3)
+    harvested = harvest(loop.pop("export"), work, min_volunteers=3, workflow_tasks=loop.pop("tasks"))
     progress("7/8 training again on labels + corrections")
     tuned = fit_demo_model(work, out / "run1", max(1, epochs // 2), quick, init_from=ckpt)
     progress("8/8 predicting again and drawing figures")

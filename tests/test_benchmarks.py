@@ -84,13 +84,18 @@ def test_bench_all_tiny_writes_json_and_renders_the_document(tmp_path):
         "predict_memory",
         "data_time",
         "upload_speed",
+        "harvest_speed",
         "real_em",
         "transfer",
         "galaxy",
     }
-    upload = bench["upload_speed"]
-    assert upload["tcupgan_faults"]["duplicates"] == 0 and upload["tcupgan_faults"]["missing"] == 0
-    assert upload["tcupgan_no_faults"]["subjects_per_s"] > 0 and upload["recipe_no_faults"]["in_set"] == 4
+    upload, killed = bench["upload_speed"], bench["upload_speed"]["tcupgan_faults_kills"]
+    assert (
+        killed["killed"] == 1 and killed["duplicates"] == killed["missing"] == killed["without_images"] == 0
+    )
+    assert upload["tcupgan_latency_0.15"]["in_set"] == 8 and upload["recipe_latency_0"]["in_set"] == 4
+    harvested = bench["harvest_speed"]["tcupgan"]
+    assert harvested["classifications_used"] == 600 and harvested["slices_written"] == 60
     doc = (tmp_path / "benchmarks.md").read_text()
     for text in ("random slice reads", "upload under faults", "## Transfer learning",
                  "## Galaxy spiral arms and bars", "bar length, median relative error"):  # fmt: skip

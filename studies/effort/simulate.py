@@ -76,7 +76,7 @@ from tcupgan.inference import predict_store
 from tcupgan.inference.scorers import SCORERS, SlicePool, SliceScorer, register
 from tcupgan.metrics.evaluate import slice_dice
 from tcupgan.selection import SAMPLINGS, SelectionRules, sampling_for, select_slices
-from tcupgan.zooniverse.harvest import default_tool_values, write_corrections
+from tcupgan.zooniverse.harvest import class_values, write_corrections
 from tcupgan.zooniverse.testing.volunteers import simulate_consensus
 from tools.bench.common import at_least, bench_cli, crop_share, share
 
@@ -100,13 +100,13 @@ SETTINGS = (
 def correct(work: Path, truth: Path, picks: list[tuple[str, int]], rng: np.random.Generator) -> None:
     """Simulated volunteers correct ``picks``; their consensus goes into the work store's corrections."""
     store, hidden = CubeStore(work, mode="r+"), CubeStore(truth)
-    tools = default_tool_values(store)
+    classes = class_values(store)
     by_cube: dict[str, dict[int, dict]] = {}
     for name, z in picks:
-        label, votes = simulate_consensus(hidden[name].label[z], tools, store.task, rng)
+        label, votes = simulate_consensus(hidden[name].label[z], classes, store.task, rng)
         by_cube.setdefault(name, {})[z] = {"label": label, "votes": votes, "provenance": {"simulated": True}}
     for name, slices in by_cube.items():
-        write_corrections(store, name, slices, sorted(set(tools.values())))
+        write_corrections(store, name, slices, sorted(set(classes.values())))
 
 
 def pool_slices(work: Path, pool: list[str]) -> list[tuple[str, int]]:

@@ -39,7 +39,7 @@ def cmd_upload(args: argparse.Namespace) -> None:
 
     report = upload_subjects(
         args.subjects, args.project, args.subject_set, workflow=args.workflow, endpoint=args.endpoint,
-        dry_run=args.dry_run, batch=args.batch,
+        dry_run=args.dry_run, batch=args.batch, workers=args.workers,
     )  # fmt: skip
     if report.dry_run:
         todo = report.subjects - report.already_uploaded
@@ -59,7 +59,8 @@ def cmd_sandbox(args: argparse.Namespace) -> None:
     faults = tuple(args.faults.split(",")) if args.faults else None
     kwargs = {"faults": faults} if faults else {}
     sandbox = Sandbox(args.state, port=args.port, fail_rate=args.fail_rate, seed=args.seed,
-                      subject_limit=args.subject_limit, verbose=True, **kwargs)  # fmt: skip
+                      subject_limit=args.subject_limit, verbose=True, latency=args.latency,
+                      classes=tuple(args.classes.split(",")), **kwargs)  # fmt: skip
     user, password = sandbox.owner_credentials()
     print(f"Panoptes sandbox on {sandbox.endpoint} (state in {args.state}; Ctrl-C stops it)")
     print(f"  project {sandbox.project_id}, workflow {sandbox.workflow_id}")
@@ -77,18 +78,32 @@ def cmd_sandbox(args: argparse.Namespace) -> None:
 
 
 def cmd_harvest(args: argparse.Namespace) -> None:
-    from tcupgan.zooniverse.harvest import download_export, harvest
+    from tcupgan.zooniverse.harvest import (
+        download_export,
+        fetch_workflow_tasks,
+        harvest,
+        read_workflow_export,
+    )
 
-    export = args.export
+    export, tasks = args.export, None
+    if args.workflow_export:
+        tasks = read_workflow_export(args.workflow_export)
     if args.project:
         export = download_export(args.project, args.export, endpoint=args.endpoint, timeout=args.timeout)
         print(f"downloaded the classification export to {export}")
+        tasks = tasks or fetch_workflow_tasks(args.project, endpoint=args.endpoint)
     tools = None
     if args.tool_values:
-        tools = {int(k): int(v) for k, v in (item.split("=") for item in args.tool_values.split(","))}
+        try:
+            tools = {k.strip(): int(v) for k, v in (item.split("=") for item in args.tool_values.split(","))}
+        except ValueError:
+            raise InputError(
+                f"--tool-values '{args.tool_values}': write TOOL=VALUE pairs, e.g. 0=1,T1.1=2"
+            ) from None
     report = harvest(
         export, args.store, min_volunteers=args.min_volunteers, threshold=args.threshold,
-        workflow=args.workflow, workflow_version=args.workflow_version, tool_values=tools,
+        workflow=args.workflow, workflow_version=args.workflow_version, workflow_tasks=tasks,
+        tool_values=tools,
     )  # fmt: skip
     print(json.dumps(report.as_dict(), indent=1))
 
@@ -150,6 +165,7 @@ def add_volunteer_commands(sub) -> None:
     p.add_argument("--endpoint", help="API endpoint (default $PANOPTES_ENDPOINT or www.zooniverse.org)")
     p.add_argument("--dry-run", action="store_true", help="check and report what would be sent; no requests")
     p.add_argument("--batch", type=int, default=500, help="subjects linked to the set per batch (500)")
+    p.add_argument("--workers", type=int, default=16, help="subjects sent at once (16; 1 = one at a time)")
     p.epilog = "credentials: PANOPTES_USERNAME and PANOPTES_PASSWORD, or a prompt; never stored"
 
     p = add_command(
@@ -164,6 +180,10 @@ def add_volunteer_commands(sub) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the fault draws")
     p.add_argument("--subject-limit", type=int, help="imitate the per-user subject limit (403 beyond it)")
+    p.add_argument("--latency", type=float, default=0.0, help="seconds each request takes, e.g. 0.15 (0)")
+    p.add_argument(
+        "--classes", default="region", help="class names for the workflow's drawing tools (first start)"
+    )
 
     p = add_command(
         sub,
@@ -189,5 +209,12 @@ def add_volunteer_commands(sub) -> None:
     p.add_argument("--min-volunteers", type=int, default=3, help="subjects with fewer wait (3)")
     p.add_argument("--threshold", type=float, default=0.5, help="vote fraction that makes a pixel (0.5)")
     p.add_argument(
-        "--tool-values", help="drawing tool → label value, e.g. 0=1,1=2 (default: tool i → class i+1)"
+        "--workflow-export",
+        help="the project's workflow export (CSV): its task definitions configure the mark extractors "
+        "(with --project they are read from the project instead; without either, from the marks)",
+    )
+    p.add_argument(
+        "--tool-values",
+        help="drawing tool → label value, e.g. 0=1,1=2 or T1.0=1 (default: a tool labelled with a class "
+        "name marks that class, else the i-th tool label marks class i)",
     )

@@ -64,12 +64,15 @@ def default_chunks(shape: Sequence[int], plane: int = 256, depth: int = 2) -> tu
     two slices deep: a random slice of a 4 x 155 x 240 x 240 BraTS cube is one 1.8 MB chunk, and a
     64^3 training crop 32 chunks (``tools/bench/store_io.py`` measured 1- to 4-slice and 64- to
     256-pixel tilings; this one reads random slices fastest short of one-slice chunks, which halve
-    crop speed).
+    crop speed). Smaller planes get deeper chunks holding as many voxels (a 64 x 64 cube: 32 slices),
+    or writing a cube of them would pay the per-chunk cost hundreds of times.
     """
     if len(shape) < 3:  # per-slice vectors and small tables: one chunk
         return tuple(max(1, int(s)) for s in shape)
     *lead, d, h, w = (int(s) for s in shape)
-    return (*lead, max(1, min(d, depth)), max(1, min(h, plane)), max(1, min(w, plane)))
+    ch, cw = max(1, min(h, plane)), max(1, min(w, plane))
+    deep = max(depth, plane * plane * depth // (ch * cw))
+    return (*lead, max(1, min(d, deep)), ch, cw)
 
 
 def intensity_stats(image: np.ndarray) -> dict[str, list[float]]:

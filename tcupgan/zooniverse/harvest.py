@@ -1,13 +1,17 @@
 """``tcupgan harvest``: volunteers' drawings from a classification export back into the store.
 
-Each classification's drawing marks (polygons, rectangles and freehand lines, from the old and the new
-front end) are rasterised onto the slice grid (scikit-image), volunteers are combined per pixel by vote
-fraction, and pixels at or above the consensus threshold become the corrected label. Per cube the store
-gets ``corrections`` (D, H, W) uint8 labels, ``correction_votes`` (K, D, H, W) uint8 vote percentages,
-and provenance per slice (subject, classification ids, volunteers, workflow version) in the attributes
-of ``corrections``; a slice counts as corrected when it is listed there.
+Each classification's marks are read by the Zooniverse's own extractors (``panoptes_aggregation``,
+configured from the workflow's task definitions: every drawing tool of both front ends, combo tasks),
+rasterised with their true geometry onto the slice grid (scikit-image), and volunteers are combined per
+pixel by vote fraction; pixels at or above the consensus threshold become the corrected label. Per cube
+the store gets ``corrections`` (D, H, W) uint8 labels, ``correction_votes`` (K, D, H, W) uint8 vote
+percentages, and provenance per slice (subjects, classification ids, volunteers, workflow version) in the
+attributes of ``corrections``; a slice counts as corrected when it is listed there.
 
-A malformed row is counted and skipped, never fatal; harvesting the same export again changes nothing.
+Nothing is dropped silently: a malformed row is counted and skipped, every mark that cannot become an area
+is counted by reason, and a volunteer whose marks could not all be read is left out of the slice's vote
+(never counted as "drew nothing"). Harvesting the same export again changes nothing. The export is
+streamed, so memory follows the number of slices, not of rows.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import logging
 import os
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,27 +33,22 @@ from skimage.draw import polygon2mask
 from tcupgan.data.locks import store_lock
 from tcupgan.data.store import CubeStore
 from tcupgan.errors import InputError, TcupganError, require_extra
+from tcupgan.zooniverse.marks import MarkReader, Outline, tool_classes
 
 __all__ = [
     "harvest",
     "HarvestReport",
-    "parse_marks",
     "rasterise",
     "consensus",
+    "class_values",
     "download_export",
+    "read_workflow_export",
+    "fetch_workflow_tasks",
     "write_corrections",
 ]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Mark:
-    """One drawn outline in frame pixels: vertices as (x, y), which tool, which frame."""
-
-    tool: int
-    frame: int
-    points: np.ndarray
+Tasks = dict[str, dict[int, dict]]  # workflow id → major version → the workflow's task definitions
 
 
 @dataclass
@@ -56,52 +56,37 @@ class HarvestReport:
     rows: int = 0
     classifications_used: int = 0
     skipped: Counter = field(default_factory=Counter)
+    marks_lost: Counter = field(default_factory=Counter)
+    tools_inferred_from_marks: int = 0
     subjects_waiting: int = 0
     slices_written: int = 0
     slices_unchanged: int = 0
     cubes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {**self.__dict__, "skipped": dict(self.skipped)}
+        return {**self.__dict__, "skipped": dict(self.skipped), "marks_lost": dict(self.marks_lost)}
+
+
+@dataclass
+class Vote:
+    """One volunteer's latest classification of one slice; ``masks`` None when its marks were unreadable."""
+
+    created_at: str
+    classification_id: str
+    workflow_version: str
+    masks: dict[int, np.ndarray] | None  # label value → packed bits of the slice
 
 
 # ------------------------------------------------------------------------------------ marks
-def _mark(raw: dict) -> Mark | None:
-    """One mark of either front end, or None for marks without an area (points, lines of <3 vertices)."""
-    tool = int(raw.get("toolIndex", raw.get("tool", 0)) or 0)
-    frame = int(raw.get("frame", 0) or 0)
-    if "pathX" in raw:  # new front end freehand line: closed into an outline
-        points = np.column_stack([np.asarray(raw["pathX"], float), np.asarray(raw["pathY"], float)])
-    elif "points" in raw:
-        points = np.array([[float(p["x"]), float(p["y"])] for p in raw["points"]])
-    elif "width" in raw and "height" in raw:
-        w, h = float(raw["width"]), float(raw["height"])
-        x0 = float(raw["x_center"]) - w / 2 if "x_center" in raw else float(raw["x"])
-        y0 = float(raw["y_center"]) - h / 2 if "y_center" in raw else float(raw["y"])
-        points = np.array([[x0, y0], [x0 + w, y0], [x0 + w, y0 + h], [x0, y0 + h]])
-    else:
-        return None
-    if len(points) < 3 or not np.isfinite(points).all():
-        return None
-    return Mark(tool, frame, points)
+def class_values(store: CubeStore) -> dict[str, int]:
+    """Class name → label value: class i is value i+1, or bit i for multilabel stores."""
+    multilabel = store.task == "multilabel"
+    return {name: (1 << i) if multilabel else i + 1 for i, name in enumerate(store.class_names)}
 
 
-def parse_marks(annotations: list[dict]) -> list[Mark]:
-    """Every area mark of every drawing task of one classification's ``annotations``."""
-    marks = []
-    for task in annotations:
-        value = task.get("value")
-        if not isinstance(value, list):
-            continue  # a question or text task
-        for raw in value:
-            if isinstance(raw, dict) and (mark := _mark(raw)) is not None:
-                marks.append(mark)
-    return marks
-
-
-def rasterise(marks: list[Mark], frame_size: tuple[int, int], slice_shape: tuple[int, int],
-              tool_values: dict[int, int]) -> dict[int, np.ndarray]:  # fmt: skip
-    """Boolean (H, W) mask per label value from marks drawn on a frame of (width, height) pixels.
+def rasterise(outlines: list[Outline], frame_size: tuple[int, int], slice_shape: tuple[int, int],
+              classes: dict[tuple[str, int], int]) -> dict[int, np.ndarray]:  # fmt: skip
+    """Boolean (H, W) mask per label value from outlines drawn on a frame of (width, height) pixels.
 
     Frame pixel edges map to slice pixel edges (a frame may be enlarged or shrunk by render); a slice
     pixel is inside when its centre is.
@@ -109,11 +94,9 @@ def rasterise(marks: list[Mark], frame_size: tuple[int, int], slice_shape: tuple
     height, width = slice_shape
     scale = np.array([width / frame_size[0], height / frame_size[1]])
     masks: dict[int, np.ndarray] = {}
-    for mark in marks:
-        value = tool_values.get(mark.tool)
-        if value is None:
-            continue
-        xy = mark.points * scale - 0.5
+    for outline in outlines:
+        value = classes[(outline.task, outline.tool)]
+        xy = outline.xy * scale - 0.5
         area = polygon2mask((height, width), xy[:, ::-1])
         masks[value] = masks.get(value, np.zeros(slice_shape, bool)) | area
     return masks
@@ -143,12 +126,6 @@ def consensus(volunteer_masks: list[dict[int, np.ndarray]], values: list[int], t
         ok = votes.max(0) >= threshold
         label[ok] = np.asarray(values, np.uint8)[best[ok]]
     return label, votes
-
-
-def default_tool_values(store: CubeStore) -> dict[int, int]:
-    """Drawing tool i marks the store's i-th foreground class: label i+1, or bit i for multilabel stores."""
-    multilabel = store.task == "multilabel"
-    return {i: (1 << i) if multilabel else i + 1 for i in range(len(store.class_names))}
 
 
 # ----------------------------------------------------------------------------------- export
@@ -181,10 +158,87 @@ def download_export(project: str, out: str | os.PathLike, *, endpoint: str | Non
     return out
 
 
-def _read_rows(
-    path: Path, report: HarvestReport, workflow: str | None, workflow_version: str | None = None
-) -> list[dict[str, Any]]:
-    """Export rows with their JSON decoded; malformed rows are counted by reason and left out."""
+def read_workflow_export(path: str | os.PathLike) -> Tasks:
+    """Task definitions per workflow and major version from the project's workflow export (CSV:
+    ``workflow_id``, ``version``, ``tasks`` and, where tool labels are translated, ``strings``)."""
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    tasks: Tasks = {}
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            if not {"workflow_id", "version", "tasks"} <= set(reader.fieldnames or []):
+                raise InputError(f"'{path}' is not a workflow export (needs workflow_id, version, tasks)")
+            for row in reader:
+                labelled = _with_labels(json.loads(row["tasks"]), json.loads(row.get("strings") or "{}"))
+                tasks.setdefault(row["workflow_id"], {})[int(float(row["version"]))] = labelled
+    except (OSError, UnicodeDecodeError, csv.Error, ValueError) as e:
+        raise InputError(f"cannot read the workflow export '{path}': {e}") from e
+    return tasks
+
+
+def _with_labels(tasks: dict, strings: dict) -> dict:
+    """Tool labels filled in from the workflow's translation strings (``tasks.T0.tools.1.label``)."""
+    for key, task in tasks.items():
+        for i, tool in enumerate(task.get("tools", []) if isinstance(task, dict) else []):
+            tool.setdefault("label", strings.get(f"tasks.{key}.tools.{i}.label"))
+    return tasks
+
+
+def fetch_workflow_tasks(project: str, *, endpoint: str | None = None) -> Tasks:
+    """The current task definitions of every workflow of a project, through panoptes-client."""
+    require_extra("panoptes_client", "zooniverse", "reading a project's workflows")
+    from panoptes_client import Workflow
+
+    from tcupgan.zooniverse.upload import connect
+
+    connect(endpoint)
+    tasks: Tasks = {}
+    for workflow in Workflow.where(project_id=project):
+        major = _major(workflow.raw.get("version", "1"))
+        tasks.setdefault(str(workflow.id), {})[major] = _with_labels(
+            workflow.tasks, workflow.raw.get("strings") or {}
+        )
+    return tasks
+
+
+def _export_rows(path: Path, report: HarvestReport, workflow: str | None,
+                 wanted: str | None) -> Iterator[dict[str, Any]]:  # fmt: skip
+    """Rows of one workflow version with their JSON decoded, streamed; the others counted by reason.
+
+    Only the latest major version of each workflow is read unless ``wanted`` names one (``3`` or
+    ``3.1``): a new major version means the tasks changed."""
+    latest = _latest_versions(path)
+    for raw in _csv_rows(path):
+        report.rows += 1
+        version = str(raw.get("workflow_version", ""))
+        if workflow is not None and raw.get("workflow_id") != str(workflow):
+            report.skipped["other workflow"] += 1
+        elif not _version_wanted(version, wanted, latest.get(raw.get("workflow_id", ""))):
+            report.skipped["other workflow version"] += 1
+        elif (row := _decoded(raw)) is None:
+            report.skipped["malformed JSON"] += 1
+        else:
+            yield row
+
+
+def _latest_versions(path: Path) -> dict[str, int]:
+    """The latest major version of each workflow in the export (a first, light pass over it)."""
+    latest: dict[str, int] = {}
+    next(_csv_rows(path), None)  # checks the columns
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f)
+        header = next(reader)
+        if "workflow_version" not in header or "workflow_id" not in header:
+            return latest
+        wid, version = header.index("workflow_id"), header.index("workflow_version")
+        for fields in reader:
+            major = _major(fields[version]) if len(fields) > version else None
+            if major is not None:
+                latest[fields[wid]] = max(major, latest.get(fields[wid], major))
+    return latest
+
+
+def _csv_rows(path: Path) -> Iterator[dict[str, str]]:
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:  # a spreadsheet's save adds a BOM
@@ -192,27 +246,21 @@ def _read_rows(
             needed = {"classification_id", "annotations", "subject_data", "subject_ids"}
             if not needed <= set(reader.fieldnames or []):
                 raise InputError(f"'{path}' is not a classification export (missing {needed})")
-            raw_rows = list(reader)
+            yield from reader
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise InputError(f"cannot read the export '{path}': {e}") from e
-    rows = []
-    for raw in raw_rows:
-        report.rows += 1
-        if workflow is not None and raw.get("workflow_id") != str(workflow):
-            report.skipped["other workflow"] += 1
-            continue
-        try:
-            row = dict(raw)
-            row["annotations"] = json.loads(raw["annotations"])
-            row["subject_data"] = json.loads(raw["subject_data"])
-            row["metadata"] = json.loads(raw.get("metadata") or "{}")
-            if not isinstance(row["annotations"], list) or not isinstance(row["subject_data"], dict):
-                raise ValueError
-        except (ValueError, TypeError):
-            report.skipped["malformed JSON"] += 1
-            continue
-        rows.append(row)
-    return _current_version(rows, report, workflow_version)
+
+
+def _decoded(raw: dict[str, str]) -> dict[str, Any] | None:
+    try:
+        row = dict(raw)
+        row["annotations"] = json.loads(raw["annotations"])
+        row["subject_data"] = json.loads(raw["subject_data"])
+        row["metadata"] = json.loads(raw.get("metadata") or "{}")
+    except (ValueError, TypeError):
+        return None
+    ok = isinstance(row["annotations"], list) and isinstance(row["subject_data"], dict)
+    return row if ok and isinstance(row["metadata"], dict) else None
 
 
 def _major(version: Any) -> int | None:
@@ -222,26 +270,10 @@ def _major(version: Any) -> int | None:
         return None
 
 
-def _current_version(rows: list[dict], report: HarvestReport, wanted: str | None) -> list[dict]:
-    """Rows of one major workflow version per workflow: ``wanted`` (``N`` or ``N.M``), else the latest
-    present. A new major version means the tasks changed, so marks of older ones are counted, not used."""
-    latest: dict[str, int] = {}
-    for row in rows:
-        major = _major(row.get("workflow_version", ""))
-        if major is not None:
-            latest[row.get("workflow_id", "")] = max(major, latest.get(row.get("workflow_id", ""), major))
-    kept = []
-    for row in rows:
-        version = str(row.get("workflow_version", ""))
-        if wanted is not None:
-            keep = version == wanted or (("." not in wanted) and _major(version) == _major(wanted))
-        else:
-            keep = _major(version) in (None, latest.get(row.get("workflow_id", "")))
-        if keep:
-            kept.append(row)
-        else:
-            report.skipped["other workflow version"] += 1
-    return kept
+def _version_wanted(version: str, wanted: str | None, latest: int | None) -> bool:
+    if wanted is not None:
+        return version == wanted or ("." not in wanted and _major(version) == _major(wanted))
+    return _major(version) in (None, latest)
 
 
 def _subject(row: dict[str, Any]) -> tuple[str, dict] | None:
@@ -259,53 +291,113 @@ def harvest(
     threshold: float = 0.5,
     workflow: str | None = None,
     workflow_version: str | None = None,
-    tool_values: dict[int, int] | None = None,
+    workflow_tasks: Tasks | None = None,
+    tool_values: dict[str, int] | None = None,
 ) -> HarvestReport:
     """Write the volunteers' consensus of every slice with ``min_volunteers`` or more into the store.
 
-    All subjects showing one slice (two rounds, two subject sets) are pooled; each volunteer counts once
-    per slice, with their latest classification (``created_at``); only the latest major workflow version
-    present is read unless ``workflow_version`` names one (``3`` or ``3.1``).
+    Marks are read with the extractors ``workflow_tasks`` configures (:func:`read_workflow_export`,
+    :func:`fetch_workflow_tasks`); without them, each classification's tools are inferred from its
+    marks. Tools map to classes by ``tool_values`` (``{"T1.0": 1}`` or ``{"0": 1}``), else by label
+    (:func:`tcupgan.zooniverse.marks.tool_classes`). All subjects showing one slice are pooled; each
+    volunteer counts once per slice, with their latest classification (``created_at``); only the latest
+    major workflow version present is read unless ``workflow_version`` names one (``3`` or ``3.1``).
     """
     if not 0 < threshold <= 1:
         raise InputError("the consensus threshold must be in (0, 1]")
     store = CubeStore(store_path, mode="r+")
     report = HarvestReport()
-    tools = tool_values or default_tool_values(store)
-    values = sorted(set(tools.values()))
-    rows = _read_rows(Path(export), report, workflow, workflow_version)
-    per_cube: dict[str, dict[int, dict]] = {}
-    for (cube, z), entry in sorted(_classifications_by_slice(rows, store, report).items()):
-        if len(entry["volunteers"]) < min_volunteers:
-            report.subjects_waiting += 1
-            continue
-        shape = store[cube].shape[2:]
-        chosen = list(entry["volunteers"].values())
-        masks = [rasterise(marks, frame, shape, tools) for _, marks, frame in chosen]
-        label, votes = consensus(masks, values, store.task, shape, threshold)
-        report.classifications_used += len(chosen)
-        provenance = {
-            "subjects": sorted(entry["subjects"]),
-            "classification_ids": sorted(str(row["classification_id"]) for row, _, _ in chosen),
-            "volunteers": len(chosen),
-            "threshold": threshold,
-            "workflow_version": sorted({str(row.get("workflow_version", "")) for row, _, _ in chosen}),
-        }
-        per_cube.setdefault(cube, {})[z] = {"label": label, "votes": votes, "provenance": provenance}
-    for cube, slices in sorted(per_cube.items()):
-        written = write_corrections(store, cube, slices, values)
+    values = sorted(set(class_values(store).values()))
+    rows = _export_rows(Path(export), report, workflow, workflow_version)
+    by_cube = _votes_by_slice(rows, store, _Reader(store, workflow_tasks, tool_values, report), report)
+    for cube in sorted(by_cube):  # one cube at a time: memory holds one cube's consensus, not the store's
+        slices = {}
+        for z, entry in sorted(by_cube.pop(cube).items()):
+            settled = _settle(
+                entry, store[cube].shape[2:], values, store.task, threshold, min_volunteers, report
+            )
+            if settled is not None:
+                slices[z] = settled
+        written = write_corrections(store, cube, slices, values) if slices else 0
         report.slices_written += written
         report.slices_unchanged += len(slices) - written
         if written:
             report.cubes.append(cube)
+    report.skipped = Counter({k: n for k, n in report.skipped.items() if n})
     return report
 
 
-def _classifications_by_slice(rows: list[dict], store: CubeStore, report: HarvestReport) -> dict:
-    """Per slice of this store, (cube, z) → the subjects showing it and each volunteer's latest
-    classification as (row, marks, frame size); rows that cannot be used are counted in
-    ``report.skipped`` by reason."""
-    by_slice: dict[tuple[str, int], dict[str, Any]] = {}
+def _settle(entry: dict, shape: tuple[int, int], values: list[int], task: str, threshold: float,
+            min_volunteers: int, report: HarvestReport) -> dict | None:  # fmt: skip
+    """One slice's consensus and provenance from its volunteers' readable votes, or None while fewer
+    than ``min_volunteers`` volunteers' marks could be read."""
+    readable = [v for v in entry["volunteers"].values() if v.masks is not None]
+    report.skipped["volunteer's marks could not all be read"] += len(entry["volunteers"]) - len(readable)
+    if len(readable) < min_volunteers:
+        report.subjects_waiting += 1
+        return None
+    masks = [{k: _unpack(m, shape) for k, m in v.masks.items()} for v in readable]
+    label, fractions = consensus(masks, values, task, shape, threshold)
+    report.classifications_used += len(readable)
+    provenance = {
+        "subjects": sorted(entry["subjects"]),
+        "classification_ids": sorted(v.classification_id for v in readable),
+        "volunteers": len(readable),
+        "threshold": threshold,
+        "workflow_version": sorted({v.workflow_version for v in readable}),
+    }
+    return {"label": label, "votes": fractions, "provenance": provenance}
+
+
+class _Reader:
+    """One classification's marks → packed masks per label value, or None when any mark is unreadable."""
+
+    def __init__(self, store: CubeStore, tasks: Tasks | None, explicit: dict[str, int] | None,
+                 report: HarvestReport) -> None:  # fmt: skip
+        self.explicit, self.report = explicit, report
+        self.tasks = {
+            str(w): {int(v): t for v, t in versions.items()} for w, versions in (tasks or {}).items()
+        }
+        self.values = class_values(store)
+        self.readers: dict[int, MarkReader] = {}  # by id() of the workflow's tasks (None: inferred)
+        self.classes: dict[int, dict] = {}  # tool → class value, by id() of the tasks read with
+
+    def _tasks(self, row: dict) -> dict | None:
+        """The task definitions of the row's workflow version (else its latest known), if any."""
+        known = self.tasks.get(str(row.get("workflow_id", "")), {})
+        major = _major(row.get("workflow_version", ""))
+        return known.get(major) if major in known else (known[max(known)] if known else None)
+
+    def masks(
+        self, row: dict, frame: tuple[int, int], shape: tuple[int, int]
+    ) -> dict[int, np.ndarray] | None:
+        known = self._tasks(row)
+        if id(known) not in self.readers:
+            self.readers[id(known)] = MarkReader(known)
+        outlines, lost, tasks = self.readers[id(known)].read(row["annotations"], row["metadata"])
+        if known is None:
+            self.report.tools_inferred_from_marks += 1
+        if id(tasks) not in self.classes:
+            self.classes[id(tasks)] = tool_classes(tasks, self.values, self.explicit)
+        classes = self.classes[id(tasks)]
+        lost["mark of a tool mapped to no class"] += sum((o.task, o.tool) not in classes for o in outlines)
+        lost = Counter({k: n for k, n in lost.items() if n})
+        self.report.marks_lost.update(lost)
+        if lost:
+            return None
+        masks = rasterise(outlines, frame, shape, classes)
+        return {value: np.packbits(mask) for value, mask in masks.items()}
+
+
+def _unpack(bits: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    return np.unpackbits(bits, count=shape[0] * shape[1]).reshape(shape).astype(bool)
+
+
+def _votes_by_slice(rows: Iterator[dict], store: CubeStore, reader: _Reader, report: HarvestReport) -> dict:
+    """cube → z → the subjects showing the slice and each volunteer's latest :class:`Vote`; rows that
+    cannot be used are counted in ``report.skipped`` by reason."""
+    by_cube: dict[str, dict[int, dict[str, Any]]] = {}
+    shapes: dict[str, tuple[int, ...]] = {}
     for row in rows:
         found = _subject(row)
         if found is None:
@@ -318,27 +410,27 @@ def _classifications_by_slice(rows: list[dict], store: CubeStore, report: Harves
         except (KeyError, ValueError, TypeError):
             report.skipped["not a tcupgan subject"] += 1
             continue
-        if cube not in store or not 0 <= z < store[cube].shape[1] or min(frame) <= 0:
+        if cube not in shapes and cube in store:
+            shapes[cube] = store[cube].shape
+        if cube not in shapes or not 0 <= z < shapes[cube][1] or min(frame) <= 0:
             report.skipped["cube or slice not in this store"] += 1
             continue
         if meta.get("#store") not in (None, "", store.path.name):
             report.skipped["subject of another store"] += 1
             continue
-        try:
-            marks = parse_marks(row["annotations"])
-        except (ValueError, TypeError, KeyError, AttributeError):
-            report.skipped["malformed marks"] += 1
-            continue
         volunteer = row.get("user_name") or f"anonymous-{row.get('user_ip', '')}"
-        entry = by_slice.setdefault((cube, z), {"subjects": set(), "volunteers": {}})
+        entry = by_cube.setdefault(cube, {}).setdefault(z, {"subjects": set(), "volunteers": {}})
         entry["subjects"].add(sid)
         earlier = entry["volunteers"].get(volunteer)
         if earlier is not None:
             report.skipped["superseded by the volunteer's later classification"] += 1
-            if str(earlier[0].get("created_at", "")) > str(row.get("created_at", "")):
+            if earlier.created_at > str(row.get("created_at", "")):
                 continue
-        entry["volunteers"][volunteer] = (row, marks, frame)
-    return by_slice
+        masks = reader.masks(row, frame, shapes[cube][2:])
+        vote = Vote(str(row.get("created_at", "")), str(row["classification_id"]),
+                    str(row.get("workflow_version", "")), masks)  # fmt: skip
+        entry["volunteers"][volunteer] = vote
+    return by_cube
 
 
 def write_corrections(store: CubeStore, cube: str, slices: dict[int, dict], values: list[int]) -> int:

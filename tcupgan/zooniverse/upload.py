@@ -27,7 +27,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -127,6 +127,7 @@ class Ledger:
     def __init__(self, path: str | os.PathLike, destination: dict[str, str]) -> None:
         self.path, self.destination = Path(path), destination
         self.state: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()  # upload workers record from several threads
         if self.path.exists():
             for number, line in enumerate(self.path.read_text().splitlines(), 1):
                 try:
@@ -147,11 +148,11 @@ class Ledger:
     def record(self, tcupgan_id: str, event: str, subject_id: str) -> None:
         entry = {**self.destination, "tcupgan_id": tcupgan_id, "event": event, "subject_id": str(subject_id),
                  "at": time.strftime("%Y-%m-%dT%H:%M:%S")}  # fmt: skip
-        with open(self.path, "a") as f:
+        with self._lock, open(self.path, "a") as f:
             f.write(json.dumps(entry) + "\n")
             f.flush()
             os.fsync(f.fileno())
-        self._apply(entry)
+            self._apply(entry)
 
     def status(self, tcupgan_id: str) -> str | None:
         return self.state.get(tcupgan_id, {}).get("status")
@@ -200,7 +201,13 @@ class Uploader:
     def __init__(self, folder: Path, ledger: Ledger, attempts: int, backoff: float) -> None:
         self.folder, self.ledger, self.attempts, self.backoff = folder, ledger, attempts, backoff
         self.report = UploadReport()
-        self._count_lock = threading.Lock()  # media PUTs retry from worker threads
+        self.verified: list[str] = []  # verified, not yet linked (the main thread links them)
+        self._count_lock = threading.Lock()  # subjects and their media are sent from worker threads
+
+    def count(self, name: str, n: int = 1) -> None:
+        """Add to one of the report's counters (thread-safe)."""
+        with self._count_lock:
+            setattr(self.report, name, getattr(self.report, name) + n)
 
     def retry(self, what: str, action: Callable[[], T], recover: Callable[[], T | None] | None = None) -> T:
         """Run ``action``; after an unknown outcome ask ``recover`` whether the write happened."""
@@ -211,8 +218,7 @@ class Uploader:
                 error = _classify(e)
                 if not isinstance(error, UnknownOutcome):
                     raise error from e
-                with self._count_lock:
-                    self.report.retried_requests += 1
+                self.count("retried_requests")
                 log.info("%s failed (%s); attempt %d of %d", what, error, attempt, self.attempts)
                 if attempt == self.attempts:
                     raise TcupganError(
@@ -294,13 +300,13 @@ class Uploader:
                 return PanoptesObject.save(subject)  # one request: Subject.save's blind retry duplicates
             except Exception as e:
                 if isinstance(_classify(e), UnknownOutcome):
-                    self.report.unknown_outcome_creates += 1
+                    self.count("unknown_outcome_creates")
                 raise
 
         response = self.retry("creating a subject", post)
         sid = str(response["subjects"][0]["id"])
         self.ledger.record(row["#tcupgan_id"], "created", sid)
-        self.report.created += 1
+        self.count("created")
         self._put_media(response["subjects"][0]["locations"], _frames(row))
         return sid
 
@@ -331,18 +337,19 @@ class Uploader:
             return False
         if len(subject.locations) != len(frames):
             return False
-        for location, frame in zip(subject.locations, frames, strict=True):
-            url = next(iter(location.values()))
+
+        def on_server(location: dict[str, str], frame: str) -> bool:
             try:
-                head = self.retry("checking media", lambda u=url: requests.head(u, timeout=60))
+                head = self.retry(
+                    "checking media", lambda: requests.head(next(iter(location.values())), timeout=60)
+                )
             except TcupganError:
                 return False
-            if (
-                head.status_code != 200
-                or int(head.headers.get("Content-Length", -1)) != (self.folder / frame).stat().st_size
-            ):
-                return False
-        return True
+            size = (self.folder / frame).stat().st_size
+            return head.status_code == 200 and int(head.headers.get("Content-Length", -1)) == size
+
+        with ThreadPoolExecutor(max_workers=len(frames)) as pool:  # each HEAD waits on the network
+            return all(pool.map(on_server, subject.locations, frames))
 
     def _delete(self, sid: str) -> None:
         from panoptes_client import Subject
@@ -365,7 +372,7 @@ class Uploader:
             if self.media_ok(sid, frames):
                 self.ledger.record(tid, "verified", sid)
                 return
-            self.report.media_reuploads += 1  # never link a subject without its images: start again
+            self.count("media_reuploads")  # never link a subject without its images: start again
             self._delete(sid)
             self.ledger.record(tid, "deleted", sid)
             sid = None
@@ -383,8 +390,12 @@ def upload_subjects(
     batch: int = 500,
     attempts: int = 5,
     backoff: float = 1.0,
+    workers: int = 16,
 ) -> UploadReport:
     """Upload every subject of a rendered folder to ``subject_set`` of ``project`` (id or owner/slug).
+
+    ``workers`` subjects are sent at once (each request waits on the network, not on us); each subject
+    is handled by one worker, so the ledger's once-only guarantee holds as in a one-at-a-time run.
 
     Rerunning after any failure completes the upload without duplicates. ``dry_run`` checks the folder
     and the ledger and says what would be sent, without a single request.
@@ -402,11 +413,11 @@ def upload_subjects(
     with file_lock(folder / ".upload.lock", wait=False, what=f"uploading {folder}"):
         up = Uploader(folder, Ledger(folder / LEDGER, destination), attempts, backoff)
         up.report.subjects, up.report.subject_set = len(rows), subject_set
-        return _send(up, rows, str(project), subject_set, workflow, endpoint, batch)
+        return _send(up, rows, str(project), subject_set, workflow, endpoint, batch, workers)
 
 
 def _send(up: Uploader, rows: list[dict], project: str, subject_set: str, workflow: str | None,
-          endpoint: str, batch: int) -> UploadReport:  # fmt: skip
+          endpoint: str, batch: int, workers: int) -> UploadReport:  # fmt: skip
     """The upload itself, under the folder's lock: reconcile with the set, create, link."""
     from panoptes_client import Project, Workflow
 
@@ -418,27 +429,60 @@ def _send(up: Uploader, rows: list[dict], project: str, subject_set: str, workfl
     linked = up.reconcile(target)
     todo = [r for r in rows if r["#tcupgan_id"] not in linked]
     report.already_uploaded = len(rows) - len(todo)
-    pending: list[str] = []
     try:
-        for row in tqdm(todo, desc="upload", unit="subject", disable=None):
-            try:
-                up.ensure(project_obj, row)
-            except SubjectLimitError:
-                raise
-            except TcupganError as e:
-                report.failed += 1
-                log.warning("%s", e)
-                continue
-            pending.append(row["#tcupgan_id"])
-            if len(pending) >= batch:
-                up.link(target, pending)
+        _ensure_all(up, project_obj, target, todo, batch, workers)
     finally:
-        up.link(target, pending)  # what was created is linked even when the run stops early
+        up.link(target, up.verified)  # what was created is linked even when the run stops early
     if workflow is not None:
         wf = Workflow.find(workflow)
         if target not in wf.links.subject_sets:
             up.retry("linking the set to the workflow", lambda: wf.add_subject_sets(target))
     return report
+
+
+def _ensure_all(up: Uploader, project: Any, target: Any, todo: list[dict], batch: int, workers: int) -> None:
+    """Bring every subject to 'verified' with ``workers`` threads, at most ``2 * workers`` in flight
+    (memory stays flat however many subjects), linking each ``batch`` of verified subjects to the set.
+    A subject limit stops new work; subjects in flight finish, and the error is raised after."""
+    from panoptes_client import Panoptes
+
+    client = Panoptes.client()  # panoptes-client keeps its connection per thread: workers share this one
+    pooled = requests.adapters.HTTPAdapter(pool_maxsize=max(10, workers))  # one kept-alive socket per worker
+    client.session.mount("https://", pooled)
+    client.session.mount("http://", pooled)
+
+    def ensure(row: dict[str, str]) -> None:
+        with client:
+            up.ensure(project, row)
+
+    limit: SubjectLimitError | None = None
+    in_flight: dict[Future, str] = {}
+    rows = iter(todo)
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool, tqdm(
+        total=len(todo), desc="upload", unit="subject", disable=None
+    ) as bar:  # fmt: skip
+        while True:
+            while limit is None and len(in_flight) < 2 * max(1, workers) and (row := next(rows, None)):
+                in_flight[pool.submit(ensure, row)] = row["#tcupgan_id"]
+            if not in_flight:
+                break
+            finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            for future in finished:
+                tid, error = in_flight.pop(future), future.exception()
+                bar.update()
+                if isinstance(error, SubjectLimitError):
+                    limit = error
+                elif isinstance(error, TcupganError):
+                    up.count("failed")
+                    log.warning("%s", error)
+                elif error is not None:
+                    raise error
+                else:
+                    up.verified.append(tid)
+            if len(up.verified) >= batch:
+                up.link(target, up.verified)
+    if limit is not None:
+        raise limit
 
 
 def upload_until_complete(

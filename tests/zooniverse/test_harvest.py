@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import json
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -109,7 +111,16 @@ def test_threshold_and_cli(small_store, tmp_path, capsys):
         harvest(tmp_path / "bad.csv", store_path)
 
 
-def test_simulated_volunteers_through_sandbox_then_export_download(sandbox, subjects, store_path, tmp_path):
+def _marks(annotation: dict) -> list[dict]:
+    value = annotation.get("value")
+    if not isinstance(value, list):
+        return []
+    return [m for v in value for m in (_marks(v) if "task" in v else [v])]
+
+
+def test_simulated_volunteers_through_sandbox_then_export_download(
+    sandbox, subjects, store_path, tmp_path, capsys
+):
     upload_subjects(subjects, sandbox.project_id, "round-1", workflow=sandbox.workflow_id, backoff=0)
     volunteers = {k: v for k, v in sandbox.state.credentials().items() if k.startswith("volunteer")}
     set_id = next(s["id"] for s in sandbox.state.objects("subject_sets"))
@@ -117,7 +128,17 @@ def test_simulated_volunteers_through_sandbox_then_export_download(sandbox, subj
     assert posted == 3 * 32
     code = main(["harvest", "--project", sandbox.project_id, "--export", str(tmp_path / "dl.csv"),
                  "--store", str(store_path), "--workflow", sandbox.workflow_id])  # fmt: skip
-    assert code == 0 and (tmp_path / "dl.csv").exists()
+    report = json.loads(capsys.readouterr().out.split("\n", 1)[1])
+    assert code == 0 and report["marks_lost"] == {} and report["tools_inferred_from_marks"] == 0
+    with open(tmp_path / "dl.csv", newline="") as f:
+        drawn = Counter(
+            mark.get("toolType", "polygon (old front end, in the combo task)")
+            for r in csv.DictReader(f)
+            for annotation in json.loads(r["annotations"])
+            for mark in _marks(annotation)
+        )
+    assert {"polygon (old front end, in the combo task)", "freehandLine"} <= set(drawn)
+    assert len(set(drawn) & {"ellipse", "circle", "rectangle", "rotateRectangle"}) >= 2, drawn
     store = CubeStore(store_path)
     dices = []
     for name in store.names():

@@ -52,6 +52,20 @@ def test_upload_creates_each_subject_once_with_media_and_links(sandbox, subjects
     assert again.created == 0 and again.already_uploaded == n
 
 
+@pytest.mark.parametrize("workers", [1, 6])
+def test_workers_send_every_subject_once_to_the_endpoint_named(sandbox, subjects, monkeypatch, workers):
+    """Subjects go out from worker threads: each must reach the endpoint given to upload (not the
+    client's default, www.zooniverse.org), exactly once, with the same ledger as one at a time."""
+    monkeypatch.delenv("PANOPTES_ENDPOINT")
+    report = upload_subjects(subjects, sandbox.project_id, "round-1", endpoint=sandbox.endpoint, backoff=0,
+                             workers=workers)  # fmt: skip
+    assert report.created == report.linked == 32 and report.failed == report.retried_requests == 0
+    by_id, _ = server_view(sandbox, subjects)
+    assert len(by_id) == 32 and all(len(v) == 1 for v in by_id.values())
+    events = [json.loads(line)["event"] for line in (subjects / LEDGER).read_text().splitlines()]
+    assert events.count("created") == events.count("verified") == events.count("linked") == 32
+
+
 def test_faults_then_rerun_end_with_exactly_one_subject_per_slice(sandbox, subjects, caplog, capsys):
     caplog.set_level(logging.DEBUG)
     sandbox.set_fail_rate(0.5)

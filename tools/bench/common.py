@@ -7,9 +7,6 @@ import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from tcupgan.training import TCuPGAN
-from tcupgan.training.module import write_checkpoint
-
 
 def bench_cli(
     doc: str | None,
@@ -27,9 +24,19 @@ def bench_cli(
     return result
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM). ``ru_maxrss`` is no use in a child process: Linux
+    carries the forking parent's peak into it."""
+    status = Path("/proc/self/status").read_text().splitlines()
+    return next(int(line.split()[1]) for line in status if line.startswith("VmHWM")) / 1024
+
+
 def save_checkpoint(path: Path, widths: tuple[int, ...]) -> Path:
     """A Lightning-format checkpoint of an untrained 1-channel model: speed and memory do not depend on
     the weights, and benchmarks must not need a training run first."""
+    from tcupgan.training import TCuPGAN  # here, so that timing a light process does not load torch
+    from tcupgan.training.module import write_checkpoint
+
     return write_checkpoint(TCuPGAN(1, 1, ["fg"], widths=widths, disc_width=4, disc_layers=2), path)
 
 

@@ -26,7 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from tcupgan.zooniverse.testing.exports import classification_rows, write_export
 
-__all__ = ["Sandbox", "SandboxState", "FaultPlan", "ALLOWED_MIME_TYPES"]
+__all__ = ["Sandbox", "SandboxState", "FaultPlan", "ALLOWED_MIME_TYPES", "DRAWING_TOOLS", "workflow_tasks"]
 
 ALLOWED_MIME_TYPES = {"image/png": "png", "image/jpeg": "jpg", "image/gif": "gif", "text/plain": "txt",
                       "application/json": "json"}  # fmt: skip
@@ -70,11 +70,28 @@ class FaultPlan:
         return self.rng.choice(self.kinds) if self.rng.random() < self.rate else None
 
 
+DRAWING_TOOLS = ("polygon", "freehandLine", "rectangle", "rotateRectangle", "circle", "ellipse")
+
+
+def workflow_tasks(classes: tuple[str, ...]) -> dict[str, dict]:
+    """The sandbox workflow: a combo task of a drawing task (every area tool, for each class, labelled
+    with the class name) and a question, as a project builder would set it up."""
+    tools = [{"type": shape, "label": name, "color": "#00ff00", "details": []}
+             for name in classes for shape in DRAWING_TOOLS]  # fmt: skip
+    return {
+        "T0": {"type": "combo", "tasks": ["T1", "T2"], "next": None},
+        "T1": {"type": "drawing", "instruction": "Outline every region; fix the machine's outline.",
+               "tools": tools},
+        "T2": {"type": "single", "question": "Was the machine's outline right?",
+               "answers": [{"label": "yes"}, {"label": "no"}]},
+    }  # fmt: skip
+
+
 class SandboxState:
     """Every object the sandbox knows, persisted to ``state.json`` after each write (atomic rename)."""
 
-    def __init__(self, directory: str | os.PathLike) -> None:
-        self.dir = Path(directory)
+    def __init__(self, directory: str | os.PathLike, classes: tuple[str, ...] = ("region",)) -> None:
+        self.dir, self.classes = Path(directory), classes
         self.media = self.dir / "media"
         self.media.mkdir(parents=True, exist_ok=True)
         self.lock = threading.RLock()
@@ -94,10 +111,9 @@ class SandboxState:
             "display_name": "tcupgan sandbox", "slug": "tcupgan-owner/tcupgan-sandbox",
             "links": {"owner": {"id": owner["id"], "type": "users"}, "workflows": [], "subject_sets": []},
         })  # fmt: skip
-        tasks = {"T0": {"type": "drawing", "instruction": "Outline every lesion; fix the machine's outline.",
-                        "tools": [{"type": "polygon", "label": "region", "color": "#00ff00"}]}}  # fmt: skip
         workflow = self.add("workflows", {
-            "display_name": "Correct the machine", "tasks": tasks, "first_task": "T0", "version": "1.1",
+            "display_name": "Correct the machine", "tasks": workflow_tasks(self.classes), "first_task": "T0",
+            "version": "1.1",
             "active": True, "links": {"project": project["id"], "subject_sets": []},
         })  # fmt: skip
         project["links"]["workflows"].append(workflow["id"])
@@ -211,8 +227,9 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(503, {"errors": [{"message": "Service Unavailable"}]})
         elif fault == "stale" and parts[:1] == ["api"] and (self.command == "PUT" or "links" in parts):
             return self._send(409, {"errors": [{"message": "Object is stale, please reload and retry"}]})
-        if parts[:1] == ["upload"] and self.command == "PUT":
-            time.sleep(self.server.media_latency)  # storage far away; outside the lock, as in real life
+        # the network and storage far away; outside the lock, as in real life
+        media = parts[:1] == ["upload"]
+        time.sleep(max(self.server.latency, self.server.media_latency) if media else self.server.latency)
         try:
             with state.lock:
                 status, payload, headers, raw, ctype = self._route(parts, query, body)
@@ -556,6 +573,7 @@ class SandboxServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", port), Handler)
         self.state, self.faults, self.subject_limit = state, faults, subject_limit
         self.token_ttl, self.verbose, self.media_latency = token_ttl, verbose, media_latency
+        self.latency = 0.0
         self.sessions: dict[str, dict] = {}
         self.requests_seen = 0
         self.base_url = f"http://127.0.0.1:{self.server_address[1]}"
@@ -573,15 +591,18 @@ class Sandbox:
         subject_limit: imitate the per-user subject limit (403 beyond it).
         token_ttl: bearer token lifetime in seconds (the client renews two minutes before expiry).
         media_latency: seconds each media PUT takes (a storage round trip; loopback has none).
+        latency: seconds every API request takes (a network round trip; ~0.1-0.3 s to Zooniverse).
+        classes: class names, one drawing tool of each shape per class in the workflow (first start).
     """
 
     def __init__(self, state_dir: str | os.PathLike, port: int = 0, fail_rate: float = 0.0, seed: int = 0,
                  faults: tuple[str, ...] = FAULT_KINDS, subject_limit: int | None = None,
-                 token_ttl: int = 7200, verbose: bool = False,
-                 media_latency: float = 0.0) -> None:  # fmt: skip
-        self.state = SandboxState(state_dir)
+                 token_ttl: int = 7200, verbose: bool = False, media_latency: float = 0.0,
+                 latency: float = 0.0, classes: tuple[str, ...] = ("region",)) -> None:  # fmt: skip
+        self.state = SandboxState(state_dir, tuple(classes))
         plan = FaultPlan(rate=fail_rate, seed=seed, kinds=tuple(faults))
         self.server = SandboxServer(self.state, port, plan, subject_limit, token_ttl, verbose, media_latency)
+        self.server.latency = latency
         self._thread: threading.Thread | None = None
 
     @property
