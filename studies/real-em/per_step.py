@@ -4,7 +4,8 @@ Separates what the network learns per optimiser step from everything else the pr
 adds (the discriminator, the loss weighting, the optimiser, the data pipeline): each network sees the
 same 8 single-section crops of 256 x 256 per step from ``tools/bench/real_em.py``'s sampler, DiceCE
 (``--loss dicece_squared``: with MONAI's ``squared_pred``, the product's), Adam 1e-3 (``--optimiser
-product``: NAdam betas 0.9/0.99, the loss x 100 and gradient norms clipped to 1, as ``TCuPGAN`` trains),
+product``: NAdam betas 0.9/0.99, the loss x 100 and gradient norms clipped to 1, as ``TCuPGAN`` trains;
+``nadam``: NAdam alone),
 then held-out Dice of sections 12-14 after ``--steps`` steps. Prints one JSON line.
 
     python studies/real-em/per_step.py --network tcupgan --task mitochondria --steps 50
@@ -59,12 +60,14 @@ def train(args: argparse.Namespace) -> dict:
     store = CubeStore(build_store(Path(tempfile.mkdtemp()), args.task))
     train_cube, test = store["train"], store["test"]
     sample = crop_sampler(normalise(train_cube.image[...], train_cube.attrs), train_cube.label[...] > 0,
-                          (0, 256, 256), 8, np.random.default_rng(0))  # fmt: skip
-    torch.manual_seed(0)
+                          (0, 256, 256), 8, np.random.default_rng(args.seed))  # fmt: skip
+    torch.manual_seed(args.seed)
     net = network(args.network)
     loss = DiceCELoss(sigmoid=True, squared_pred=args.loss == "dicece_squared")
     if args.optimiser == "adam":
         optimiser, scale = torch.optim.Adam(net.parameters(), lr=1e-3), 1.0
+    elif args.optimiser == "nadam":  # the paper's optimiser alone: no loss scale, no clipping
+        optimiser, scale = torch.optim.NAdam(net.parameters(), lr=1e-3, betas=(0.9, 0.99)), 1.0
     else:
         optimiser, scale = torch.optim.NAdam(net.parameters(), lr=1e-3, betas=(0.9, 0.99)), 100.0
     start, losses = time.perf_counter(), []
@@ -96,7 +99,8 @@ def main() -> None:
     parser.add_argument("--task", choices=["mitochondria", "membranes"], default="mitochondria")
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--loss", choices=["dicece", "dicece_squared"], default="dicece")
-    parser.add_argument("--optimiser", choices=["adam", "product"], default="adam")
+    parser.add_argument("--optimiser", choices=["adam", "nadam", "product"], default="adam")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the crops and the weights")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: two runs side by side)")
     print(json.dumps(train(parser.parse_args())))
 
