@@ -224,29 +224,33 @@ def _export_rows(path: Path, report: HarvestReport, workflow: str | None,
 def _latest_versions(path: Path) -> dict[str, int]:
     """The latest major version of each workflow in the export (a first, light pass over it)."""
     latest: dict[str, int] = {}
-    next(_csv_rows(path), None)  # checks the columns
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f)
-        header = next(reader)
+    for header, fields in _csv_fields(path):
         if "workflow_version" not in header or "workflow_id" not in header:
-            return latest
-        wid, version = header.index("workflow_id"), header.index("workflow_version")
-        for fields in reader:
-            major = _major(fields[version]) if len(fields) > version else None
-            if major is not None:
-                latest[fields[wid]] = max(major, latest.get(fields[wid], major))
+            break
+        wid, major = fields[header.index("workflow_id")], _major(fields[header.index("workflow_version")])
+        if major is not None:
+            latest[wid] = max(major, latest.get(wid, major))
     return latest
 
 
 def _csv_rows(path: Path) -> Iterator[dict[str, str]]:
+    for header, fields in _csv_fields(path):
+        yield dict(zip(header, fields, strict=False))
+
+
+def _csv_fields(path: Path) -> Iterator[tuple[list[str], list[str]]]:
+    """(header, fields) of each row of a classification export: its columns checked first, read errors
+    turned into one line."""
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    needed = {"classification_id", "annotations", "subject_data", "subject_ids"}
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:  # a spreadsheet's save adds a BOM
-            reader = csv.DictReader(f)
-            needed = {"classification_id", "annotations", "subject_data", "subject_ids"}
-            if not needed <= set(reader.fieldnames or []):
+            reader = csv.reader(f)
+            header = next(reader, [])
+            if not needed <= set(header):
                 raise InputError(f"'{path}' is not a classification export (missing {needed})")
-            yield from reader
+            for fields in reader:
+                yield header, fields + [""] * (len(header) - len(fields))
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise InputError(f"cannot read the export '{path}': {e}") from e
 
