@@ -227,9 +227,7 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(503, {"errors": [{"message": "Service Unavailable"}]})
         elif fault == "stale" and parts[:1] == ["api"] and (self.command == "PUT" or "links" in parts):
             return self._send(409, {"errors": [{"message": "Object is stale, please reload and retry"}]})
-        # the network and storage far away; outside the lock, as in real life
-        media = parts[:1] == ["upload"]
-        time.sleep(max(self.server.latency, self.server.media_latency) if media else self.server.latency)
+        time.sleep(self.server.latency)  # the network and storage far away; outside the lock, as in real life
         try:
             with state.lock:
                 status, payload, headers, raw, ctype = self._route(parts, query, body)
@@ -569,11 +567,10 @@ class SandboxServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, state: SandboxState, port: int, faults: FaultPlan, subject_limit: int | None,
-                 token_ttl: int, verbose: bool, media_latency: float = 0.0) -> None:  # fmt: skip
+                 token_ttl: int, verbose: bool, latency: float = 0.0) -> None:  # fmt: skip
         super().__init__(("127.0.0.1", port), Handler)
         self.state, self.faults, self.subject_limit = state, faults, subject_limit
-        self.token_ttl, self.verbose, self.media_latency = token_ttl, verbose, media_latency
-        self.latency = 0.0
+        self.token_ttl, self.verbose, self.latency = token_ttl, verbose, latency
         self.sessions: dict[str, dict] = {}
         self.requests_seen = 0
         self.base_url = f"http://127.0.0.1:{self.server_address[1]}"
@@ -590,19 +587,18 @@ class Sandbox:
         faults: which fault kinds to draw from (default all of ``FAULT_KINDS``).
         subject_limit: imitate the per-user subject limit (403 beyond it).
         token_ttl: bearer token lifetime in seconds (the client renews two minutes before expiry).
-        media_latency: seconds each media PUT takes (a storage round trip; loopback has none).
-        latency: seconds every API request takes (a network round trip; ~0.1-0.3 s to Zooniverse).
+        latency: seconds every request takes, media PUTs included (a network round trip; loopback has
+            none; ~0.1-0.3 s to Zooniverse).
         classes: class names, one drawing tool of each shape per class in the workflow (first start).
     """
 
     def __init__(self, state_dir: str | os.PathLike, port: int = 0, fail_rate: float = 0.0, seed: int = 0,
                  faults: tuple[str, ...] = FAULT_KINDS, subject_limit: int | None = None,
-                 token_ttl: int = 7200, verbose: bool = False, media_latency: float = 0.0,
-                 latency: float = 0.0, classes: tuple[str, ...] = ("region",)) -> None:  # fmt: skip
+                 token_ttl: int = 7200, verbose: bool = False, latency: float = 0.0,
+                 classes: tuple[str, ...] = ("region",)) -> None:  # fmt: skip
         self.state = SandboxState(state_dir, tuple(classes))
         plan = FaultPlan(rate=fail_rate, seed=seed, kinds=tuple(faults))
-        self.server = SandboxServer(self.state, port, plan, subject_limit, token_ttl, verbose, media_latency)
-        self.server.latency = latency
+        self.server = SandboxServer(self.state, port, plan, subject_limit, token_ttl, verbose, latency)
         self._thread: threading.Thread | None = None
 
     @property
