@@ -44,6 +44,17 @@ def test_brats_predict_tiny_times_both_precisions(capsys):
     assert all(t["median_s"] > 0 for t in result["seconds_per_cube"].values())
 
 
+def test_train_step_tiny_times_eager_and_fused_gates_at_both_precisions(capsys):
+    from tools.bench import train_step
+
+    result = train_step.main(["--tiny"])
+    assert json.loads(capsys.readouterr().out) == result
+    tiny = result["crops"]["tiny"]
+    assert set(tiny["seconds_per_step"]) == {"eager_fp32", "eager_bf16", "fused_fp32", "fused_bf16"}
+    assert all(s > 0 for s in tiny["seconds_per_step"].values())
+    assert tiny["vs_eager_same_precision"]["eager_bf16"] == 1.0
+
+
 @pytest.mark.slow
 def test_predict_memory_tiny_emits_json(capsys):
     from tools.bench import predict_memory

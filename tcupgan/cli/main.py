@@ -128,7 +128,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
     options = {
         "roi": args.roi, "overlap": args.overlap, "tta": args.tta, "min_size": args.min_size,
-        "precision": args.precision,
+        "precision": args.precision, "window_batch": args.window_batch, "compile": args.compile,
     }  # fmt: skip
     if args.input:
         if not args.out:
@@ -399,9 +399,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--device", default="auto", help="auto (a GPU where there is one), cuda, mps or cpu")
     p.add_argument(
-        "--precision", choices=["32", "bf16"], default="32",
-        help="generator arithmetic: bf16 is faster on CPUs with AVX512-BF16/AMX (1.7-2.2x measured) and "
-        "on GPUs (predict 1.33x on an H200), emulated (slower) on older CPUs (default 32)",
+        "--precision", choices=["auto", "32", "bf16"], default="auto",
+        help="generator arithmetic: auto is bf16 on CUDA GPUs that have it (predict 1.33x on an H200) and "
+        "32 elsewhere; bf16 is also faster on CPUs with AVX512-BF16/AMX (1.7-2.2x measured), emulated "
+        "(slower) on older CPUs (default auto)",
+    )  # fmt: skip
+    p.add_argument(
+        "--window-batch", type=int,
+        help="sliding windows per generator call (default: as many as half the GPU's free memory holds; "
+        "4 on a CPU); the numbers do not change",
+    )  # fmt: skip
+    p.add_argument(
+        "--compile", action=argparse.BooleanOptionalAction, default=None,
+        help="run the generator compiled, on CUDA as CUDA graphs (default: on GPUs); the first run "
+        "compiles, later ones load the kernels from ~/.cache/tcupgan; falls back to eager with a warning",
     )  # fmt: skip
 
     p = add_command(

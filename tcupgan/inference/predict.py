@@ -1,9 +1,10 @@
 """Whole-cube prediction into the store, memory bounded by blocks, resumable and idempotent.
 
-A cube is processed in blocks (a few sliding windows each, plus a context margin on every side that
-is read but not written), so peak memory depends on the window size, not the cube size. Inside a block
-MONAI's ``sliding_window_inference`` blends windows with Gaussian weights; across blocks the margins
-give each written voxel the same context it would have in one pass (the U-Net "overlap-tile" scheme).
+A cube is processed in blocks of at most ``BLOCK_VOXELS`` (as many sliding windows as fit, plus a
+context margin on every side that is read but not written), so peak memory is bounded whatever the cube
+size; a cube that fits is one block, one sliding-window pass. Inside a block MONAI's
+``sliding_window_inference`` blends windows with Gaussian weights; across blocks the margins give each
+written voxel the same context it would have in one pass (the U-Net "overlap-tile" scheme).
 
 Per cube it writes, each atomically:
   * ``probability`` uint8 (K, D, H, W): sigmoid x 255 (compact: 1/4 of float32, 0.4% resolution);
@@ -21,8 +22,9 @@ from __future__ import annotations
 import hashlib
 import itertools
 import logging
+import math
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,7 @@ from tcupgan.data.transforms import normalise
 from tcupgan.errors import InputError, StoreError
 from tcupgan.inference.novelty import reference_cubes, reference_source
 from tcupgan.inference.scorers import ScoringContext, predicted_scorers
+from tcupgan.models.compiling import CompiledOrEager
 
 __all__ = [
     "PredictReport",
@@ -103,6 +106,17 @@ def load_model(ckpt: str | Path, device: str | torch.device = "auto"):
 
 
 PRECISIONS = {"32": torch.float32, "bf16": torch.bfloat16}
+BLOCK_VOXELS = 2**22  # a block's read region, at most: 16 MB a channel in float32
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto``: bf16 on CUDA GPUs that have it (half the memory traffic of float32, and the tensor
+    cores' native type), float32 elsewhere (most CPUs emulate bf16, which is slower); else as named."""
+    if precision == "auto":
+        return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "32"
+    if precision not in PRECISIONS:
+        raise InputError(f"precision must be auto or one of {sorted(PRECISIONS)}, got {precision!r}")
+    return precision
 
 
 def set_precision(model, precision: str):
@@ -114,10 +128,29 @@ def set_precision(model, precision: str):
     how many). The discriminator stays float32: its per-slice scores rank slices, and ties from coarse
     numbers would reorder them. On CPUs without bf16 instructions it is emulated and slower: keep ``32``.
     """
-    if precision not in PRECISIONS:
-        raise InputError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
-    model.generator.to(PRECISIONS[precision])
+    model.generator.to(PRECISIONS[resolve_precision(precision, model.device)])
     return model
+
+
+@torch.no_grad()
+def windows_per_batch(generator, channels: int, roi: Sequence[int], device: torch.device) -> int:
+    """How many sliding windows go through the generator at once.
+
+    On a CUDA GPU: as many as half its free memory holds, from one window's measured peak (more windows
+    per call give every kernel of the slice-by-slice walk more work, and its launches less weight), at
+    most 64. On a CPU: 4 (its convolutions already fill the cores with one window; more only cost
+    memory).
+    """
+    if device.type != "cuda":
+        return 4
+    dtype = next(generator.parameters()).dtype
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    generator(torch.zeros(1, channels, *roi, device=device, dtype=dtype))
+    per_window = max(torch.cuda.max_memory_allocated(device) - before, 1)
+    free, _ = torch.cuda.mem_get_info(device)
+    return int(np.clip(free // 2 // per_window, 1, 64))
 
 
 def hard_labels(prob: np.ndarray, task: str, threshold: float = 0.5) -> np.ndarray:
@@ -170,11 +203,30 @@ class Block:
     inner: tuple[slice, ...]
 
 
-def blocks(shape: Sequence[int], roi: Sequence[int], block_windows: int) -> Iterator[Block]:
-    """Blocks of ``block_windows`` windows per axis whose margins (a quarter window) give every written
+def block_windows(shape: Sequence[int], roi: Sequence[int], max_voxels: int) -> int:
+    """Windows across per axis of a block: as many as keep its read region within ``max_voxels`` (at
+    least 2). A cube that fits is one block, predicted exactly as one sliding-window pass over it; fewer,
+    larger blocks also mean fewer windows, since every block tiles its own margins again."""
+
+    margin = [r // 4 if r < s else 0 for r, s in zip(roi, shape, strict=True)]
+
+    def whole_cube(n: int) -> bool:
+        return all(n * r - 2 * m >= s for r, m, s in zip(roi, margin, shape, strict=True))
+
+    def read_voxels(n: int) -> int:
+        return math.prod(min(n * r, s) for r, s in zip(roi, shape, strict=True))
+
+    n = 2
+    while not whole_cube(n) and read_voxels(n + 1) <= max_voxels:
+        n += 1
+    return n
+
+
+def blocks(shape: Sequence[int], roi: Sequence[int], windows: int) -> Iterator[Block]:
+    """Blocks of ``windows`` windows across per axis whose margins (a quarter window) give every written
     voxel the context it would have in one pass."""
     margin = [r // 4 if r < s else 0 for r, s in zip(roi, shape, strict=True)]
-    core = [max(1, r * block_windows - 2 * m) for r, m in zip(roi, margin, strict=True)]
+    core = [max(1, r * windows - 2 * m) for r, m in zip(roi, margin, strict=True)]
     for start in itertools.product(*(range(0, s, c) for s, c in zip(shape, core, strict=True))):
         lo = [max(0, a - m) for a, m in zip(start, margin, strict=True)]
         hi = [min(s, a + c + m) for a, c, m, s in zip(start, core, margin, shape, strict=True)]
@@ -186,14 +238,20 @@ def blocks(shape: Sequence[int], roi: Sequence[int], block_windows: int) -> Iter
         )
 
 
-def _network(model, tta: bool):
+def _network(model, tta: bool, compile_graphs: bool):
     """The generator as sliding-window inference calls it: probabilities in float32, whatever the
     generator's dtype (:func:`set_precision`); ``tta`` averages in-plane flips (depth order is the
-    ConvLSTM's direction)."""
+    ConvLSTM's direction). ``compile_graphs``: ``torch.compile`` it, one graph per window shape; on CUDA
+    in ``reduce-overhead`` mode, which replays the whole slice-by-slice walk as one CUDA graph instead of
+    launching its thousands of small kernels one by one (eager where compiling fails, with a warning)."""
     dtype = next(model.generator.parameters()).dtype
+    generator = model.generator
+    if compile_graphs:
+        mode = "reduce-overhead" if model.device.type == "cuda" else None
+        generator = CompiledOrEager(generator, "compiled predict", mode=mode, dynamic=False)
 
     def generate(x: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(model.generator(x.to(dtype)).float())
+        return torch.sigmoid(generator(x.to(dtype)).float())
 
     def network(x: torch.Tensor) -> torch.Tensor:
         if not tta:
@@ -209,22 +267,23 @@ def predict_cube(
     ctx: ScoringContext,
     name: str,
     *,
+    network: Callable[[torch.Tensor], torch.Tensor],
     roi: Sequence[int],
     settings: Mapping,
     overlap: float = 0.25,
-    tta: bool = False,
+    window_batch: int = 4,
     min_size: int | Mapping[int, int] = 0,
     overwrite: bool = False,
-    block_windows: int = 2,
 ) -> None:
-    """Predict one cube block by block; write the probabilities, the hard labels and every registered
+    """Predict one cube block by block with ``network`` (windows → probabilities, :func:`_network`),
+    ``window_batch`` windows at a time; write the probabilities, the hard labels and every registered
     scorer's per-slice array, each atomically, then mark the cube done with ``settings``."""
     model, store = ctx.model, ctx.store
     cube = store[name]
     _, d, h, w = cube.shape
     roi = [min(int(r), s) for r, s in zip(roi, (d, h, w), strict=True)]
     meta = {**settings, "roi": roi}
-    network, device = _network(model, tta), next(model.parameters()).device
+    device = next(model.parameters()).device
     per_block = [s for s in predicted_scorers() if s.per_block]
     sums = {s.array: np.zeros(d) for s in per_block}
     store.update_attrs(name, predicted=None)  # until every array below is written
@@ -233,10 +292,10 @@ def predict_cube(
         store.array_writer(name, "probability", shape, "uint8", attrs=meta, overwrite=overwrite) as prob_out,
         store.array_writer(name, "prediction", (d, h, w), "uint8", attrs=meta, overwrite=overwrite) as labels,
     ):
-        for block in blocks((d, h, w), roi, block_windows):
+        for block in blocks((d, h, w), roi, block_windows((d, h, w), roi, BLOCK_VOXELS)):
             image = normalise(cube.image[(slice(None), *block.read)], cube.attrs)
             x = torch.from_numpy(image)[None].to(device)
-            prob = sliding_window_inference(x, roi, 4, network, overlap=overlap, mode="gaussian")
+            prob = sliding_window_inference(x, roi, window_batch, network, overlap=overlap, mode="gaussian")
             core_prob = prob[0].cpu().numpy()[(slice(None), *block.inner)]
             prob_out[(slice(None), *block.core)] = np.round(core_prob * 255).astype(np.uint8)
             labels[block.core] = hard_labels(core_prob, store.task)
@@ -306,13 +365,19 @@ def predict_store(
     min_size: int | Mapping[int, int] = 0,
     overwrite: bool = False,
     device: str = "auto",
-    precision: str = "32",
+    precision: str = "auto",
+    window_batch: int | None = None,
+    compile: bool | None = None,
     rank: int | None = None,
     world_size: int | None = None,
     reference: str | Path | None = None,
 ) -> PredictReport:
     """Predict every selected cube of a store with a checkpoint; skips cubes this checkpoint already did.
 
+    ``precision``: ``auto`` (bf16 on CUDA GPUs that have it, else float32), ``32`` or ``bf16``.
+    ``window_batch``: sliding windows per generator call (None: from the GPU's free memory, 4 on a CPU);
+    a speed choice, the numbers are the same. ``compile``: run the generator compiled (None: on CUDA GPUs,
+    as CUDA graphs); the first run compiles, later runs load the compiled kernels from the cache.
     ``reference``: the store whose labelled train-split cubes define "familiar" for ``slice_novelty``
     (default: this store); without any, novelty is left out with a warning.
 
@@ -321,12 +386,16 @@ def predict_store(
     exactly one writer and no process waits on another.
     """
     rank, world_size = distributed_rank(rank, world_size)
+    if window_batch is not None and window_batch < 1:
+        raise InputError(f"window_batch must be 1 or more windows per call, got {window_batch}")
     store = CubeStore(store_path, mode="r+")
     names = list(cubes) if cubes else store.names(split=split)
     missing = [n for n in names if n not in store]  # checked before the split, so every rank agrees
     if missing:
         raise StoreError(f"no cubes {missing[:5]} in '{store.path}' (see `tcupgan info`)")
-    model = set_precision(load_model(ckpt, device), precision)
+    model = load_model(ckpt, device)
+    precision = resolve_precision(precision, model.device)
+    set_precision(model, precision)
     check_model_fits(model, store)
     roi = [int(r) for r in roi or model.hparams.val_roi or (16, 128, 128)]
     if isinstance(min_size, Mapping):  # JSON attrs keep string keys: compare like with like
@@ -337,6 +406,8 @@ def predict_store(
         "precision": precision, "novelty_reference": ctx.reference_source,
         "scores": [s.name for s in predicted_scorers()],
     }  # fmt: skip
+    compile = model.device.type == "cuda" if compile is None else compile
+    run = {"roi": roi, "overlap": overlap, "min_size": min_size}
     report = PredictReport()
     for name in tqdm(names[rank::world_size], desc="predict", unit="cube", disable=None):
         with store_lock(store.path, name):  # a second predict of this store waits, then finds it done
@@ -348,9 +419,13 @@ def predict_store(
                     "the train cubes of %s have no slices with content: no novelty", ctx.reference_store
                 )
                 ctx.reference_source = settings["novelty_reference"] = ""
+            if "network" not in run:  # built for the first cube to predict: a rerun with none stays cheap
+                run["window_batch"] = window_batch or windows_per_batch(
+                    model.generator, model.hparams.in_channels, roi, model.device
+                )
+                run["network"] = _network(model, tta, compile)
             redo = overwrite or any(key in store[name] for key in ("probability", "prediction"))
-            predict_cube(ctx, name, roi=roi, settings=settings, overlap=overlap, tta=tta, min_size=min_size,
-                         overwrite=redo)  # fmt: skip
+            predict_cube(ctx, name, settings=settings, overwrite=redo, **run)
             report.predicted.append(name)
     return report
 

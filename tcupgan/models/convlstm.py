@@ -11,11 +11,11 @@ numbers (``tests/models/test_networks.py``), so the choice is a speed switch onl
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from tcupgan.models.compiling import CompiledOrEager
 
 __all__ = ["ConvLSTM"]
 
@@ -33,7 +33,7 @@ class ConvLSTM(nn.Module):
             Off in the paper: then slice t only sees slices <= t.
         batched_input: compute the input-to-gates convolution for all slices in one call (True), per
             step (False), or choose by device (None: batched on GPUs, per step on CPUs).
-        fuse_gates: run each step's gate arithmetic as one compiled kernel (:class:`FusedCell`), or
+        fuse_gates: run each step's gate arithmetic as one compiled kernel (:data:`FUSED`), or
             choose by device (None: on GPUs, where a step's eight small element-wise kernels cost more in
             launches than in arithmetic; on 2 CPU cores it trained no faster). Same numbers either way.
 
@@ -107,7 +107,8 @@ class ConvLSTM(nn.Module):
         hx, cx = state if state is not None else (None, None)
         batched = self.batched_input if self.batched_input is not None else x.device.type != "cpu"
         fused = self.fuse_gates if self.fuse_gates is not None else x.device.type == "cuda"
-        cell = FUSED if fused else lstm_cell
+        # inside a compiled network inductor fuses the gates itself: a nested compile would break its graph
+        cell = FUSED if fused and not torch.compiler.is_compiling() else lstm_cell
         if batched:
             x_gates = in_conv(x.transpose(1, 2).flatten(0, 1)).unflatten(0, (x.shape[0], d))
         else:  # one convolution over cat([x_t, h]): ~10% faster on a CPU than conv(x_t) + conv(h)
@@ -136,28 +137,6 @@ def lstm_cell(gates: torch.Tensor, cx: torch.Tensor | None) -> State:
     return torch.sigmoid(o) * torch.tanh(cx), cx
 
 
-class FusedCell:
-    """:func:`lstm_cell` compiled by ``torch.compile`` into one kernel per step (four gate activations,
-    two products and the cell update read the gates once instead of eight passes over memory), forward and
-    backward. Compiled on first use; inductor caches what it compiled on disk, so a later run loads it. If
-    compiling fails (no compiler, an unsupported device) it warns once and runs :func:`lstm_cell`."""
-
-    def __init__(self) -> None:
-        self._compiled = None
-        self.failed = False
-
-    def __call__(self, gates: torch.Tensor, cx: torch.Tensor | None) -> State:
-        if self.failed:
-            return lstm_cell(gates, cx)
-        try:
-            if self._compiled is None:
-                self._compiled = torch.compile(lstm_cell, dynamic=True)
-            return self._compiled(gates, cx)
-        except Exception as err:  # any compiler failure: eager gives the same numbers
-            self.failed = True
-            warnings.warn(f"fused ConvLSTM gates unavailable ({type(err).__name__}: {err}); running eagerly",
-                          stacklevel=2)  # fmt: skip
-            return lstm_cell(gates, cx)
-
-
-FUSED = FusedCell()
+# the gate arithmetic as one compiled kernel per step, forward and backward: four activations, two
+# products and the cell update read the gates once instead of in eight passes over memory
+FUSED = CompiledOrEager(lstm_cell, "fused ConvLSTM gates", dynamic=True)

@@ -277,8 +277,79 @@ def test_bf16_precision_matches_float32_and_is_its_own_setting(trained, tmp_path
     assert np.abs(prob16 - prob32).max() <= 2  # ... within 2/255 of float32 everywhere
     np.testing.assert_allclose(scores16, scores32, atol=1e-3)
     assert predict_store(ckpt, store_path, roi=(8, 32, 32), precision="bf16").skipped == [name]
-    with pytest.raises(InputError, match="precision must be one of"):
+    with pytest.raises(InputError, match="precision must be auto or one of"):
         predict_store(ckpt, store_path, precision="fp8")
+
+
+def _predicted(ckpt, store_path, roi=(4, 16, 16), **options) -> np.ndarray:
+    predict_store(ckpt, store_path, roi=roi, overwrite=True, **options)
+    cube = CubeStore(store_path)[CubeStore(store_path).names()[0]]
+    return cube["probability"][...].astype(int)
+
+
+def test_more_windows_per_call_give_the_same_prediction(trained, tmp_path):
+    """Windows per generator call change speed, not numbers: 1, 4 and 27 windows at a time within 1/255
+    everywhere."""
+    _, ckpt = trained
+    store_path = tmp_path / "batch.zarr"
+    synthesize("fatchecker", store_path, n=1, seed=0, shape=(10, 50, 45))
+    one, four, many = (_predicted(ckpt, store_path, window_batch=n) for n in (1, 4, 27))
+    assert np.abs(four - one).max() <= 1 and np.abs(many - one).max() <= 1
+    with pytest.raises(InputError, match="window_batch must be 1 or more"):
+        predict_store(ckpt, store_path, window_batch=0)
+
+
+def test_blocks_follow_the_voxel_budget_and_a_cube_that_fits_is_one_pass(trained, tmp_path, monkeypatch):
+    """A cube within the block budget is predicted as one sliding-window pass (MONAI's own, on the whole
+    normalised cube); a larger one in blocks whose margins keep it close to that pass."""
+    import torch
+    from monai.inferers import sliding_window_inference
+
+    from tcupgan.data.transforms import normalise
+    from tcupgan.inference.predict import _network, block_windows, load_model
+
+    assert block_windows((10, 50, 45), (4, 16, 16), 2**22) > 3  # the whole cube in one block
+    assert block_windows((64, 1024, 1024), (32, 128, 128), 2**22) == 2  # a large cube: the smallest blocks
+    _, ckpt = trained
+    store_path = tmp_path / "blocks.zarr"
+    synthesize("fatchecker", store_path, n=1, seed=0, shape=(10, 50, 45))
+    cube = CubeStore(store_path)[CubeStore(store_path).names()[0]]
+    model = load_model(ckpt, "cpu")
+    with torch.no_grad():
+        x = torch.from_numpy(normalise(cube.image[...], cube.attrs))[None]
+        one_pass = sliding_window_inference(x, (4, 16, 16), 4, _network(model, False, False), overlap=0.25,
+                                            mode="gaussian")[0].numpy()  # fmt: skip
+    reference = np.round(one_pass * 255).astype(int)
+    assert np.abs(_predicted(ckpt, store_path) - reference).max() <= 1
+    monkeypatch.setattr(predict_mod, "BLOCK_VOXELS", 4 * 16 * 16 * 8)  # blocks of 2 windows across
+    blocked = _predicted(ckpt, store_path)
+    assert np.abs(blocked - reference).mean() < 2  # margins: the same context, nearly the same numbers
+
+
+def test_compiled_predict_equals_eager_and_a_broken_compiler_falls_back(trained, tmp_path):
+    """``compile=True`` (the default on CUDA, as CUDA graphs; here inductor's CPU code) gives eager's
+    probabilities; with a C++ compiler that cannot run (and fresh caches, so nothing compiled earlier is
+    loaded instead) predict warns once and finishes eagerly with the same numbers."""
+    import warnings
+
+    import torch
+    import torch._inductor.config as inductor_config
+    from torch._inductor.utils import fresh_cache
+
+    _, ckpt = trained
+    store_path = tmp_path / "compiled.zarr"
+    synthesize("fatchecker", store_path, n=1, seed=0, shape=(3, 40, 40))
+    roi = (3, 40, 40)  # one window: one graph to compile
+    eager = _predicted(ckpt, store_path, roi, compile=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # a fallback to eager would fail here
+        compiled = _predicted(ckpt, store_path, roi, compile=True)
+    assert np.abs(compiled - eager).max() <= 1
+    torch._dynamo.reset()
+    broken = inductor_config.patch({"cpp.cxx": ("/nonexistent/c++",)})
+    with broken, fresh_cache(), pytest.warns(UserWarning, match="(?s)compiled predict unavailable.*eagerly"):
+        fallback = _predicted(ckpt, store_path, roi, compile=True)
+    np.testing.assert_array_equal(fallback, eager)
 
 
 def test_a_registered_scorer_is_written_by_predict_and_ranked_by_select(trained, tmp_path, monkeypatch):

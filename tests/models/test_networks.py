@@ -40,7 +40,8 @@ def test_a_zero_start_skips_the_hidden_convolution_and_gives_the_same_numbers():
 
 def test_the_fused_gate_kernel_equals_the_reference_forward_and_backward():
     """The compiled cell (one kernel per step) against the eager reference, outputs and gradients."""
-    from tcupgan.models.convlstm import FUSED, FusedCell
+    from tcupgan.models.compiling import CompiledOrEager
+    from tcupgan.models.convlstm import FUSED
 
     torch.manual_seed(0)
     net = TCuPGenerator(2, 1, widths=(4, 8))
@@ -58,17 +59,18 @@ def test_the_fused_gate_kernel_equals_the_reference_forward_and_backward():
     torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-5, atol=1e-5)
     for reference, fused in zip(results[0][1], results[1][1], strict=True):
         torch.testing.assert_close(reference, fused, rtol=1e-4, atol=1e-5)
-    assert isinstance(FUSED, FusedCell)
+    assert isinstance(FUSED, CompiledOrEager)
 
 
 def test_a_failing_compiler_falls_back_to_eager_with_one_warning(monkeypatch):
-    from tcupgan.models.convlstm import FusedCell, lstm_cell
+    from tcupgan.models.compiling import CompiledOrEager
+    from tcupgan.models.convlstm import lstm_cell
 
     def broken(*args, **kwargs):
         raise RuntimeError("no C++ compiler")
 
     monkeypatch.setattr(torch, "compile", broken)
-    cell, gates = FusedCell(), torch.randn(1, 8, 4, 4)
+    cell, gates = CompiledOrEager(lstm_cell, "fused ConvLSTM gates"), torch.randn(1, 8, 4, 4)
     with pytest.warns(UserWarning, match="running eagerly"):
         h, c = cell(gates, None)
     torch.testing.assert_close((h, c), lstm_cell(gates, None))

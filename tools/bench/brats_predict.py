@@ -3,8 +3,9 @@
 One synthetic BraTS case of 4 x 155 x 240 x 240, a TCuP-GAN at the paper's widths (16, 32, 48, 64, 128;
 untrained weights: speed does not depend on them), ``predict_store`` with the whole cube as one window
 (the ConvLSTM walks all 155 slices once; windows of fewer slices would walk overlaps twice), every slice
-scorer included, as users run it. The first run warms up (allocations, cuDNN autotuning, the compiled
-gate kernel); the median of the next ``--repeats`` is reported, per precision.
+scorer included, as users run it: float32 and bf16 eager, and on CUDA bf16 as CUDA graphs (predict's
+GPU default). The first run warms up (allocations, cuDNN autotuning, compiling); the median of the next
+``--repeats`` is reported per variant, and the first run's time beside it.
 
     python -m tools.bench.brats_predict                  # on the GPU where there is one, else the CPU
     python -m tools.bench.brats_predict --tiny           # 4 x 8 x 48 x 48 on the CPU, for the tests
@@ -35,15 +36,17 @@ def run(shape: tuple[int, int, int], widths: tuple[int, ...], device: str, repea
     model = TCuPGAN(in_channels=4, out_channels=3, task="brats", widths=widths, val_roi=list(shape))
     ckpt = write_checkpoint(model, work / "brats.ckpt")
     seconds = {}
-    for precision in ("32", "bf16"):
+    variants = [("32", False), ("bf16", False)] + ([("bf16", True)] if device == "cuda" else [])
+    for precision, compiled in variants:
         times = []
         for _ in range(repeats + 1):
             if device == "cuda":
                 torch.cuda.synchronize()
             start = time.perf_counter()
-            predict_store(ckpt, work / "brats.zarr", device=device, precision=precision, overwrite=True)
+            predict_store(ckpt, work / "brats.zarr", device=device, precision=precision, compile=compiled,
+                          overwrite=True)  # fmt: skip
             times.append(time.perf_counter() - start)
-        seconds[precision] = {
+        seconds[precision + ("_cuda_graphs" if compiled else "")] = {
             "first_s": round(times[0], 2),
             "median_s": round(statistics.median(times[1:]), 3),
         }
