@@ -132,9 +132,9 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 86400:02d}:{seconds // 3600 % 24:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
-def train_tcupgan(store: Path, work: Path, budget: float, extra: Sequence[str] = ()) -> dict:
-    """The user's path: ``tcupgan plan``, then ``tcupgan fit --plan plan.yaml`` (and ``extra`` fit
-    arguments) stopped by the budget; then ``predict`` and Dice."""
+def train_tcupgan(store: Path, work: Path, budget: float, seed: int, extra: Sequence[str] = ()) -> dict:
+    """The user's path: ``tcupgan plan``, then ``tcupgan fit --plan plan.yaml --seed_everything SEED``
+    (and ``extra`` fit arguments) stopped by the budget; then ``predict`` and Dice."""
     from tcupgan.data import CubeStore
     from tcupgan.inference import predict_store
     from tcupgan.training.cli import run_fit
@@ -148,7 +148,7 @@ def train_tcupgan(store: Path, work: Path, budget: float, extra: Sequence[str] =
         "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
         "--trainer.enable_model_summary", "false", "--data.num_workers", "0",
         "--trainer.callbacks+=tools.bench.real_em.StepTimer",
-        f"--trainer.callbacks.path={timer}", *extra,
+        f"--trainer.callbacks.path={timer}", "--seed_everything", str(seed), *extra,
     ])  # fmt: skip
     trained = time.perf_counter()
     ckpt = work / "final.ckpt"
@@ -215,7 +215,7 @@ def crop_sampler(image: np.ndarray, label: np.ndarray, crop: Sequence[int], batc
     return sample
 
 
-def train_monai(store: Path, model: str, budget: float, crop: Sequence[int], batch: int) -> dict:
+def train_monai(store: Path, model: str, budget: float, crop: Sequence[int], batch: int, seed: int) -> dict:
     """A MONAI network trained with its usual recipe until the budget runs out; Dice on held-out sections."""
     import torch
     from monai.inferers import sliding_window_inference
@@ -227,8 +227,8 @@ def train_monai(store: Path, model: str, budget: float, crop: Sequence[int], bat
     cubes = CubeStore(store)
     train, test = cubes["train"], cubes["test"]
     sample = crop_sampler(normalise(train.image[...], train.attrs), train.label[...] > 0, crop, batch,
-                          np.random.default_rng(0))  # fmt: skip
-    torch.manual_seed(0)
+                          np.random.default_rng(seed))  # fmt: skip
+    torch.manual_seed(seed)
     net, loss = monai_net(model), DiceCELoss(sigmoid=True)
     optimiser = torch.optim.Adam(net.parameters(), lr=1e-3, weight_decay=1e-5 if crop[0] else 0)
     start, steps = time.perf_counter(), 0
@@ -267,11 +267,11 @@ def worker(args: argparse.Namespace) -> dict:
     store, budget = Path(args.store), args.budget[0]
     start = time.perf_counter()
     if args.worker == "tcupgan":
-        result = train_tcupgan(store, Path(args.work), budget, shlex.split(args.fit_args))
+        result = train_tcupgan(store, Path(args.work), budget, args.seed, shlex.split(args.fit_args))
     elif args.worker == "monai_basicunet_2d":
-        result = train_monai(store, args.worker, budget, (0, args.crop, args.crop), batch=8)
+        result = train_monai(store, args.worker, budget, (0, args.crop, args.crop), batch=8, seed=args.seed)
     else:
-        result = train_monai(store, args.worker, budget, (8, args.crop, args.crop), batch=2)
+        result = train_monai(store, args.worker, budget, (8, args.crop, args.crop), batch=2, seed=args.seed)
     seconds = time.perf_counter() - start - result["predict_seconds"]
     result["train_seconds"] = round(seconds, 1)
     result["train_voxels_per_s"] = round(result["steps"] * result["voxels_per_step"] / seconds)
@@ -282,7 +282,7 @@ def worker(args: argparse.Namespace) -> dict:
 def run_one(model: str, store: Path, work: Path, budget: float, args: argparse.Namespace) -> dict:
     command = [sys.executable, "-m", "tools.bench.real_em", "--worker", model, "--store", str(store),
                "--work", str(work), "--budget", str(budget), "--crop", str(args.crop), "--threads",
-               str(args.threads), f"--fit-args={args.fit_args}"]  # fmt: skip
+               str(args.threads), "--seed", str(args.seed), f"--fit-args={args.fit_args}"]  # fmt: skip
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
     if done.returncode:
         raise SystemExit(f"{model} failed:\n{done.stderr[-3000:]}")
@@ -298,6 +298,7 @@ def run(args: argparse.Namespace) -> dict:
         args.task, args.budget, args.crop = ["mitochondria"], [5.0], 64
     results: dict = {"baseline": "MONAI BasicUNet (2D) and SegResNet (3D), their usual recipes, same budget",
                      "split": {"train": list(TRAIN), "held_out": list(HELD_OUT)}, "fit_args": args.fit_args,
+                     "seed": args.seed,
                      "tasks": {}}  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         for task in args.task:
@@ -344,7 +345,9 @@ def section(s: dict) -> list[str]:
         "`python -m tools.bench.real_em`: ssTEM of *Drosophila* nerve cord, sections 0-11 train, 12-14 held "
         "out; each model trained in its own process for the same wall-clock budget on this machine. "
         "TCuP-GAN through `tcupgan ingest` → `plan` → `fit --plan plan.yaml` → `predict`, nothing set "
-        "by hand.",
+        f"by hand. Seed {s.get('seed', 'unset')} for every model (weights and crops; `--seed`); "
+        "[studies/real-em](../studies/real-em/README.md#seeds-the-240-s-gap-on-mitochondria-was-tcup-gans-"
+        "unseeded-draw-2026-12-06-fourth-session) has a second seed and which cells are older unseeded runs.",
         "",
         "| task | budget (s) | model | held-out Dice | steps | training voxels/s | peak memory (MB) |",
         "| --- | --- | --- | --- | --- | --- | --- |",
@@ -386,6 +389,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS), help="models (all three)")
     p.add_argument("--crop", type=int, default=256, help="in-plane crop size of every model (256)")
     p.add_argument("--threads", type=int, default=2, help="torch threads per model (2)")
+    p.add_argument("--seed", type=int, default=0, help="every model's seed: weights and crops (0)")
     p.add_argument("--figure", help="PNG of held-out Dice against training seconds")
     p.add_argument("--fit-args", default="", help='further `tcupgan fit` arguments for TCuP-GAN, e.g. '
                    '"--model.seg_loss dicece" (none: the shipped config as it is)')  # fmt: skip
