@@ -323,7 +323,8 @@ def test_blocks_follow_the_voxel_budget_and_a_cube_that_fits_is_one_pass(trained
     assert np.abs(_predicted(ckpt, store_path) - reference).max() <= 1
     monkeypatch.setattr(predict_mod, "BLOCK_VOXELS", 4 * 16 * 16 * 8)  # blocks of 2 windows across
     blocked = _predicted(ckpt, store_path)
-    assert np.abs(blocked - reference).mean() < 2  # margins: the same context, nearly the same numbers
+    assert (blocked != reference).any()  # the blocked path ran: its windows sit elsewhere ...
+    assert np.abs(blocked - reference).mean() < 4  # ... and its margins keep it near the one pass
 
 
 def test_compiled_predict_equals_eager_and_a_broken_compiler_falls_back(trained, tmp_path):
