@@ -21,9 +21,8 @@ from pathlib import Path
 
 import torch
 
+from tcupgan.training.plan import PAPER_WIDTHS
 from tools.bench.common import bench_cli
-
-PAPER_WIDTHS = (16, 32, 48, 64, 128)
 
 
 def run(shape: tuple[int, int, int], widths: tuple[int, ...], device: str, repeats: int) -> dict:

@@ -29,9 +29,9 @@ import torch
 from monai.losses import DiceCELoss
 
 from tcupgan.models import ConvLSTM, TCuPGenerator
+from tcupgan.training.plan import PAPER_WIDTHS
 from tools.bench.common import bench_cli
 
-PAPER_WIDTHS = (16, 32, 48, 64, 128)
 # (name, channels in, classes, crop (D, H, W), batch): configs/demo.yaml; a BraTS crop as planned for a GPU
 CROPS = (("demo", 1, 1, (16, 64, 64), 2), ("brats", 4, 3, (32, 128, 128), 2))
 TINY_CROPS = (("tiny", 1, 1, (4, 32, 32), 2),)
