@@ -7,6 +7,7 @@ same 8 single-section crops of 256 x 256 per step from ``tools/bench/real_em.py`
 product``: NAdam betas 0.9/0.99, the loss x 100 and gradient norms clipped to 1, as ``TCuPGAN`` trains;
 ``nadam``: NAdam alone),
 then held-out Dice of sections 12-14 after ``--steps`` steps. Prints one JSON line.
+``tcupgan_paper_levels`` is the generator without its per-level convolution (``level_conv=False``).
 
     python studies/real-em/per_step.py --network tcupgan --task mitochondria --steps 50
     python studies/real-em/per_step.py --network original --task membranes --steps 50
@@ -52,7 +53,9 @@ class Sections(torch.nn.Module):
 def network(name: str) -> torch.nn.Module:
     if name == "basicunet":
         return monai_net("monai_basicunet_2d")
-    return Sections(OriginalLayoutUNet(1, 1) if name == "original" else TCuPGenerator(1, 1))
+    if name == "original":
+        return Sections(OriginalLayoutUNet(1, 1))
+    return Sections(TCuPGenerator(1, 1, level_conv=name != "tcupgan_paper_levels"))
 
 
 def train(args: argparse.Namespace) -> dict:
@@ -95,7 +98,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--network", choices=["tcupgan", "original", "basicunet"], default="tcupgan")
+    parser.add_argument(
+        "--network", choices=["tcupgan", "tcupgan_paper_levels", "original", "basicunet"], default="tcupgan"
+    )
     parser.add_argument("--task", choices=["mitochondria", "membranes"], default="mitochondria")
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--loss", choices=["dicece", "dicece_squared"], default="dicece")

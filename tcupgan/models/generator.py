@@ -62,6 +62,18 @@ class _Up(nn.Module):
         return F.leaky_relu(self.norm(self.up(x)), 0.2)
 
 
+class _LevelConv(nn.Module):
+    """Per-slice (1, 3, 3) convolution → norm → LeakyReLU(0.2): a U-Net's second convolution per level."""
+
+    def __init__(self, channels: int, norm: str) -> None:
+        super().__init__()
+        self.conv = nn.Conv3d(channels, channels, (1, 3, 3), padding=(0, 1, 1))
+        self.norm = SliceNorm(channels, norm)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.leaky_relu(self.norm(self.conv(x)), 0.2)
+
+
 class TCuPGenerator(nn.Module):
     """TCuP-GAN generator (LSTM U-Net) for (B, C, D, H, W) cubes; D = 1 for 2D images.
 
@@ -78,6 +90,11 @@ class TCuPGenerator(nn.Module):
             by device (None); a speed choice only, the numbers are the same.
         seed_decoder: start decoder cell states from the encoder's last cell states (the paper). Off
             makes a unidirectional network strictly causal over depth.
+        level_conv: after every ConvLSTM level, a per-slice 3 x 3 convolution → norm → LeakyReLU(0.2)
+            (not in the paper). Where crops are single sections (serial-section EM) the hidden
+            convolution never runs and a level is one convolution with a gated activation; the second
+            convolution, as every U-Net level has, learns more per step for about 5% more arithmetic
+            (studies/real-em). Off is the paper's network.
 
     Planes whose size is not a multiple of ``2 ** (len(widths) - 1)`` are zero-padded on the way in and
     cropped on the way out.
@@ -99,6 +116,7 @@ class TCuPGenerator(nn.Module):
         norm: str = "instance",
         batched_input: bool | None = None,
         seed_decoder: bool = True,
+        level_conv: bool = True,
     ) -> None:
         super().__init__()
         widths = tuple(int(w) for w in widths)
@@ -118,12 +136,17 @@ class TCuPGenerator(nn.Module):
             _Up(deep, w, norm) for deep, w in zip(widths[:0:-1], widths[-2::-1], strict=True)
         )
         self.decoders = nn.ModuleList(ConvLSTM(2 * w, w, **lstm) for w in widths[-2::-1])
+        self.encoder_convs, self.decoder_convs = (
+            nn.ModuleList(_LevelConv(w, norm) if level_conv else nn.Identity() for w in level_widths)
+            for level_widths in (widths, widths[-2::-1])
+        )
         self.dropout = nn.Dropout3d(dropout) if dropout > 0 else nn.Identity()
         self.head = nn.Conv3d(widths[0], out_channels, (1, 3, 3), padding=(0, 1, 1))
         self._init_weights()
 
     def _init_weights(self) -> None:
-        """Kaiming for the (LeakyReLU) up-convolutions and head, small seeds; ConvLSTMs init themselves.
+        """Kaiming for the (LeakyReLU) up- and level convolutions, Xavier for the head, small cell
+        seeds; ConvLSTMs init themselves.
 
         The original defined an init function but never applied it; this one runs in the constructor.
         """
@@ -149,14 +172,16 @@ class TCuPGenerator(nn.Module):
         if ph or pw:
             x = F.pad(x, (0, pw, 0, ph))
         skips, seeds = [], []
-        for level, encoder in enumerate(self.encoders):
+        for level, (encoder, conv) in enumerate(zip(self.encoders, self.encoder_convs, strict=True)):
             x, (_, c) = encoder(x)
+            x = conv(x)
             if level < len(self.encoders) - 1:
                 skips.append(x)
                 seeds.append(self.cell_seeds[level](c) if self.seed_decoder else None)
                 x = F.max_pool3d(self.dropout(x), (1, 2, 2))
-        for up, decoder, skip, seed in zip(self.ups, self.decoders, skips[::-1], seeds[::-1], strict=True):
-            x = torch.cat([up(x), skip], dim=1)
-            x, _ = decoder(x, (None, seed))
+        levels = zip(self.ups, self.decoders, self.decoder_convs, skips[::-1], seeds[::-1], strict=True)
+        for up, decoder, conv, skip, seed in levels:
+            x, _ = decoder(torch.cat([up(x), skip], dim=1), (None, seed))
+            x = conv(x)
         logits = self.head(x)
         return logits[..., :h, :w]

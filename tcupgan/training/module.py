@@ -85,6 +85,8 @@ class TCuPGAN(L.LightningModule):
         widths: generator ConvLSTM widths per level (paper: 16, 32, 48, 64, 128).
         bidirectional: ConvLSTMs walk the slices both ways.
         dropout: generator dropout after encoder levels.
+        level_conv: a per-slice convolution after every generator level (see :class:`TCuPGenerator`;
+            false is the paper's generator).
         norm: generator/discriminator normalisation (instance per slice, batch, none).
         disc_width: discriminator first-layer filters.
         disc_layers: discriminator strided blocks.
@@ -119,6 +121,7 @@ class TCuPGAN(L.LightningModule):
         widths: tuple[int, ...] = (16, 32, 48, 64, 128),
         bidirectional: bool = False,
         dropout: float = 0.0,
+        level_conv: bool = True,
         norm: str = "instance",
         disc_width: int = 16,
         disc_layers: int = 4,
@@ -146,9 +149,7 @@ class TCuPGAN(L.LightningModule):
             )
         self.save_hyperparameters()
         self.automatic_optimization = False
-        self.generator = TCuPGenerator(
-            in_channels, out_channels, widths=widths, bidirectional=bidirectional, dropout=dropout, norm=norm
-        )
+        self.generator = self._build_generator()
         self.discriminator = PatchDiscriminator(
             in_channels,
             out_channels,
@@ -182,8 +183,24 @@ class TCuPGAN(L.LightningModule):
         if self.hparams.compile:
             self.generator.compile()
 
+    def _build_generator(self) -> TCuPGenerator:
+        hp = self.hparams
+        return TCuPGenerator(
+            hp.in_channels,
+            hp.out_channels,
+            widths=hp.widths,
+            bidirectional=hp.bidirectional,
+            dropout=hp.dropout,
+            norm=hp.norm,
+            level_conv=hp.level_conv,
+        )
+
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["state_dict"] = uncompiled(checkpoint["state_dict"])  # old compiled checkpoints
+        if "level_conv" not in checkpoint.get("hyper_parameters", {"level_conv": None}):
+            # written before generators had level convolutions (2026-12-06): it holds the paper's
+            self.hparams.level_conv = False
+            self.generator = self._build_generator().to(self.device)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """(B, C, D, H, W) normalised image → logits (B, K, D, H, W)."""

@@ -101,9 +101,10 @@ def transfer_weights(
 
 
 def freeze(model: nn.Module, what: str) -> list[str]:
-    """Stop gradients to part of the generator: ``encoder`` (its ConvLSTM encoder levels),
-    ``all-but-head`` (everything but the output head), ``generator`` (all of it: the discriminator then
-    trains alone against the fixed generator) or ``none``. Returns the frozen parameter names."""
+    """Stop gradients to part of the generator: ``encoder`` (its encoder levels: ConvLSTMs and their
+    level convolutions), ``all-but-head`` (everything but the output head), ``generator`` (all of it:
+    the discriminator then trains alone against the fixed generator) or ``none``. Returns the frozen
+    parameter names."""
     if what not in FREEZE_CHOICES:
         raise ConfigError(f"freeze must be one of {FREEZE_CHOICES}, got {what!r}")
     frozen = []
@@ -113,7 +114,7 @@ def freeze(model: nn.Module, what: str) -> list[str]:
         part = name.split(".")[1]
         if (
             what == "generator"
-            or (what == "encoder" and part == "encoders")
+            or (what == "encoder" and part in ("encoders", "encoder_convs"))
             or (what == "all-but-head" and part != "head")
         ):
             param.requires_grad_(False)

@@ -104,10 +104,13 @@ def test_generator_shapes_3d_2d_and_odd_sizes(shape):
     assert out.shape == (shape[0], 3, *shape[2:])
 
 
-def test_paper_widths_parameter_count():
-    net = TCuPGenerator(4, 3)
-    n = sum(p.numel() for p in net.parameters())
-    assert 2.0e6 < n < 2.6e6  # the paper reports ~2.37 M for BraTS
+def test_paper_widths_parameter_count_and_the_level_convolutions_share():
+    def count(net: torch.nn.Module) -> int:
+        return sum(p.numel() for p in net.parameters())
+
+    paper, default = count(TCuPGenerator(4, 3, level_conv=False)), count(TCuPGenerator(4, 3))
+    assert 2.0e6 < paper < 2.6e6  # the paper reports ~2.37 M for BraTS
+    assert 1.05 < default / paper < 1.2  # one w x w 3 x 3 convolution per level beside its ConvLSTM
 
 
 def test_bad_configuration_raises_with_the_fix():

@@ -190,6 +190,25 @@ def test_gpu_switches_run_on_cpu_and_keep_checkpoints_portable(store, tmp_path, 
     torch.testing.assert_close(loaded.generator.state_dict(), after)
 
 
+def test_a_checkpoint_from_before_level_convolutions_predicts_as_it_was_trained(tmp_path):
+    """Checkpoints written before ``level_conv`` existed hold the paper's generator: they load as such."""
+    from tcupgan.inference.predict import load_model
+    from tcupgan.training.module import write_checkpoint
+
+    torch.manual_seed(0)
+    paper = TCuPGAN(1, 1, level_conv=False, **SMALL_MODEL).eval()
+    path = write_checkpoint(paper, tmp_path / "old.ckpt")
+    checkpoint = torch.load(path, weights_only=False)
+    del checkpoint["hyper_parameters"]["level_conv"]  # as an older tcupgan wrote it
+    torch.save(checkpoint, path)
+    loaded = load_model(path, "cpu")
+    x = torch.randn(1, 1, 2, 32, 32)
+    assert not loaded.hparams.level_conv
+    torch.testing.assert_close(loaded(x), paper(x))
+    current = write_checkpoint(TCuPGAN(1, 1, **SMALL_MODEL), tmp_path / "new.ckpt")
+    assert load_model(current, "cpu").hparams.level_conv
+
+
 def test_nan_in_batch_is_caught(store, tmp_path):
     data, model = _setup(store)
     data.setup("fit")
