@@ -105,3 +105,6 @@ def test_synthesize_store_splits_and_growth(tmp_path):
     assert "kelp-shift-s1-0000" in CubeStore(tmp_path / "k.zarr")
     with pytest.raises(InputError, match="D = 1"):
         synthesize("galaxy", tmp_path / "g.zarr", n=1, shape=(4, 32, 32))
+    with pytest.raises(InputError, match="at least 32 x 32 px"):
+        synthesize("fatchecker", tmp_path / "f.zarr", n=1, shape=(4, 16, 16))
+    assert not CubeStore.exists(tmp_path / "f.zarr") or not CubeStore(tmp_path / "f.zarr").names()

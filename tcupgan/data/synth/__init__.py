@@ -27,16 +27,21 @@ _SPLIT_CYCLE = ("train", "train", "val", "train", "train", "test", "train", "val
 
 @dataclass(frozen=True)
 class Family:
-    """A scene family: its generator, the store it fills and its default cube shape (D, H, W)."""
+    """A scene family: its generator, the store it fills, its default cube shape (D, H, W) and the
+    smallest plane its objects fit in."""
 
     generate: Callable
     spec: StoreSpec
     default_shape: tuple[int, int, int]
+    min_plane: int = 1
 
 
 FAMILIES: dict[str, Family] = {
     "fatchecker": Family(
-        fatchecker.generate, StoreSpec("binary", ("em",), ("lipid droplet",)), fatchecker.DEFAULT_SHAPE
+        fatchecker.generate,
+        StoreSpec("binary", ("em",), ("lipid droplet",)),
+        fatchecker.DEFAULT_SHAPE,
+        min_plane=32,  # droplets up to 32 px across
     ),
     "brats": Family(
         brats.generate,
@@ -68,6 +73,11 @@ def make_scene(kind: str, seed: int, index: int, *, shift: float = 0.0, shape: S
         raise InputError(f"shape {shape} must be three positive sizes (D H W)")
     if kind in ("galaxy", "kelp") and shape[0] != 1:
         raise InputError(f"'{kind}' scenes are 2D: use a shape with D = 1, e.g. 1 {shape[1]} {shape[2]}")
+    if min(shape[1:]) < family.min_plane:
+        raise InputError(
+            f"'{kind}' scenes need planes of at least {family.min_plane} x {family.min_plane} px, got "
+            f"{shape[1]} x {shape[2]}; use e.g. {shape[0]} {family.min_plane} {family.min_plane}"
+        )
     rng = np.random.default_rng([seed, index, int(shift > 0)])
     out = family.generate(rng, shift=shift, shape=shape)
     image, label, attrs = out[:3]
