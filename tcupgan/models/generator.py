@@ -45,9 +45,16 @@ class SliceNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.kind != "instance":
             return self.norm(x)
+        # (B, C, D, H, W) viewed as (B, C * D, H, W): one instance per (channel, slice), no transposed copy
         b, c, d, h, w = x.shape
-        y = self.norm(x.transpose(1, 2).reshape(b * d, c, h, w))
-        return y.reshape(b, d, c, h, w).transpose(1, 2)
+        norm = self.norm
+        y = F.instance_norm(
+            x.reshape(b, c * d, h, w),
+            weight=norm.weight.repeat_interleave(d),
+            bias=norm.bias.repeat_interleave(d),
+            eps=norm.eps,
+        )
+        return y.view(b, c, d, h, w)
 
 
 class _Up(nn.Module):
@@ -93,7 +100,7 @@ class TCuPGenerator(nn.Module):
         level_conv: after every ConvLSTM level, a per-slice 3 x 3 convolution → norm → LeakyReLU(0.2)
             (not in the paper). Where crops are single sections (serial-section EM) the hidden
             convolution never runs and a level is one convolution with a gated activation; the second
-            convolution, as every U-Net level has, learns more per step for about 5% more arithmetic
+            convolution, as every U-Net level has, learns more per step for about 13% more arithmetic
             (studies/real-em). Off is the paper's network.
 
     Planes whose size is not a multiple of ``2 ** (len(widths) - 1)`` are zero-padded on the way in and

@@ -345,9 +345,7 @@ def section(s: dict) -> list[str]:
         "`python -m tools.bench.real_em`: ssTEM of *Drosophila* nerve cord, sections 0-11 train, 12-14 held "
         "out; each model trained in its own process for the same wall-clock budget on this machine. "
         "TCuP-GAN through `tcupgan ingest` → `plan` → `fit --plan plan.yaml` → `predict`, nothing set "
-        f"by hand. Seed {s.get('seed', 'unset')} for every model (weights and crops; `--seed`); "
-        "[studies/real-em](../studies/real-em/README.md#seeds-the-240-s-gap-on-mitochondria-was-tcup-gans-"
-        "unseeded-draw-2026-12-06-fourth-session) has a second seed and which cells are older unseeded runs.",
+        f"by hand. Seed {s.get('seed', 'unset')} for every model (weights and crops; `--seed`).",
         "",
         "| task | budget (s) | model | held-out Dice | steps | training voxels/s | peak memory (MB) |",
         "| --- | --- | --- | --- | --- | --- | --- |",
