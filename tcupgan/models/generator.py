@@ -45,16 +45,17 @@ class SliceNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.kind != "instance":
             return self.norm(x)
-        # (B, C, D, H, W) viewed as (B, C * D, H, W): one instance per (channel, slice), no transposed copy
+        # (B, C, D, H, W) viewed as (B, C * D, H, W): one instance per (channel, slice), no transposed
+        # copy; statistics in float32 also for a bf16 network (bf16's 8-bit mantissa loses small variances)
         b, c, d, h, w = x.shape
         norm = self.norm
         y = F.instance_norm(
-            x.reshape(b, c * d, h, w),
-            weight=norm.weight.repeat_interleave(d),
-            bias=norm.bias.repeat_interleave(d),
+            x.reshape(b, c * d, h, w).float(),
+            weight=norm.weight.float().repeat_interleave(d),
+            bias=norm.bias.float().repeat_interleave(d),
             eps=norm.eps,
         )
-        return y.view(b, c, d, h, w)
+        return y.to(x.dtype).view(b, c, d, h, w)
 
 
 class _Up(nn.Module):

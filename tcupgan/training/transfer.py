@@ -10,6 +10,7 @@ special: every layer works per slice, and a 2D image is a cube of depth 1.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +18,8 @@ import torch
 from torch import nn
 
 from tcupgan.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 __all__ = ["TransferReport", "read_weights", "transfer_weights", "freeze", "STEM", "FREEZE_CHOICES"]
 
@@ -97,6 +100,12 @@ def transfer_weights(
             report.fresh.append(f"{name} {tuple(old.shape)} → {tuple(tensor.shape)}")
             merged[name] = tensor
     model.load_state_dict(merged)
+    if any(".encoder_convs." in name for name in report.fresh):
+        log.warning(
+            "'%s' holds a generator without level convolutions (the paper's network): fresh ones now sit "
+            "between its pretrained levels; add --model.level_conv false to fine-tune its own network",
+            path,
+        )
     return report
 
 

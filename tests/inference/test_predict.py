@@ -25,7 +25,10 @@ def trained(tmp_path_factory):
     store = root / "fc.zarr"
     synthesize("fatchecker", store, n=3, seed=0, shape=(10, 50, 45))  # not a multiple of the window
     data = CubeDataModule(str(store), crop_size=(8, 32, 32), batch_size=1, samples_per_epoch=4, num_workers=0)
-    model = TCuPGAN(1, 1, ["lipid droplet"], **SMALL_MODEL)
+    # the paper's generator: these tests hold predict's mechanics (windows, blocks, casts) to 1-4/255, which
+    # a few steps of training leave the level convolutions' per-window instance norms too unsettled for
+    # (blocked against one pass: a mean of 8-14/255, bf16 against float32 up to 9/255; see the issue note)
+    model = TCuPGAN(1, 1, ["lipid droplet"], **SMALL_MODEL, level_conv=False)
     trainer = quiet_trainer(root, enable_checkpointing=False, limit_val_batches=0)
     trainer.fit(model, data)
     ckpt = root / "model.ckpt"

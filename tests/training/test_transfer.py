@@ -60,6 +60,16 @@ def test_checkpoints_of_a_torch_compile_wrapped_generator_still_load(tmp_path):
     assert not report.fresh and not report.adapted
 
 
+def test_a_paper_generator_into_the_default_one_warns_how_to_keep_its_network(tmp_path, caplog):
+    paper = write_checkpoint(TCuPGAN(1, 1, ["fg"], **SMALL, level_conv=False), tmp_path / "paper.ckpt")
+    report = transfer_weights(TCuPGAN(1, 1, ["fg"], **SMALL), paper)
+    assert any(".encoder_convs." in name for name in report.fresh)
+    assert "--model.level_conv false" in caplog.text
+    caplog.clear()
+    report = transfer_weights(TCuPGAN(1, 1, ["fg"], **SMALL, level_conv=False), paper)
+    assert not report.fresh and "level_conv" not in caplog.text
+
+
 @pytest.mark.slow
 def test_frozen_encoder_stays_put_while_the_rest_learns(tmp_path):
     store = tmp_path / "fc.zarr"
