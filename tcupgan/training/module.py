@@ -197,8 +197,9 @@ class TCuPGAN(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["state_dict"] = uncompiled(checkpoint["state_dict"])  # old compiled checkpoints
-        if "level_conv" not in checkpoint.get("hyper_parameters", {"level_conv": None}):
-            # written before generators had level convolutions (2026-12-06): it holds the paper's
+        saved = checkpoint.get("hyper_parameters")
+        if saved is not None and "level_conv" not in saved:
+            # written before generators had level convolutions (2026-12-06): it holds the paper's generator
             self.hparams.level_conv = False
             self.generator = self._build_generator().to(self.device)
 
