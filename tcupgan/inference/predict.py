@@ -224,12 +224,14 @@ def block_windows(shape: Sequence[int], roi: Sequence[int], max_voxels: int) -> 
 
 def blocks(shape: Sequence[int], roi: Sequence[int], windows: int) -> Iterator[Block]:
     """Blocks of ``windows`` windows across per axis whose margins (a quarter window) give every written
-    voxel the context it would have in one pass."""
+    voxel the context it would have in one pass. A block at the cube's far edge reads back at least one
+    window: a narrower one would be zero-padded to the window, and the padding would shift every
+    per-slice instance norm of the windows there (on the real EM membranes model, 8% of the labels)."""
     margin = [r // 4 if r < s else 0 for r, s in zip(roi, shape, strict=True)]
     core = [max(1, r * windows - 2 * m) for r, m in zip(roi, margin, strict=True)]
     for start in itertools.product(*(range(0, s, c) for s, c in zip(shape, core, strict=True))):
-        lo = [max(0, a - m) for a, m in zip(start, margin, strict=True)]
         hi = [min(s, a + c + m) for a, c, m, s in zip(start, core, margin, shape, strict=True)]
+        lo = [max(0, min(a - m, b - r)) for a, m, b, r in zip(start, margin, hi, roi, strict=True)]
         stop = [min(a + c, s) for a, c, s in zip(start, core, shape, strict=True)]
         yield Block(
             tuple(slice(a, b) for a, b in zip(lo, hi, strict=True)),
