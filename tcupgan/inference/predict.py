@@ -35,6 +35,7 @@ from monai.inferers import sliding_window_inference
 from skimage.morphology import remove_small_objects
 from tqdm.auto import tqdm
 
+from tcupgan.allocator import reuse_freed_memory
 from tcupgan.data.locks import store_lock
 from tcupgan.data.store import CubeStore
 from tcupgan.data.transforms import normalise
@@ -388,6 +389,7 @@ def predict_store(
     exactly one writer and no process waits on another.
     """
     rank, world_size = distributed_rank(rank, world_size)
+    reuse_freed_memory()
     if window_batch is not None and window_batch < 1:
         raise InputError(f"window_batch must be 1 or more windows per call, got {window_batch}")
     store = CubeStore(store_path, mode="r+")

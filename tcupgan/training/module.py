@@ -20,6 +20,7 @@ from monai.inferers import sliding_window_inference
 from monai.losses import DiceCELoss, DiceFocalLoss, TverskyLoss
 from monai.metrics import DiceMetric
 
+from tcupgan.allocator import reuse_freed_memory
 from tcupgan.errors import ConfigError, TrainingDivergedError
 from tcupgan.models import PatchDiscriminator, TCuPGenerator
 from tcupgan.training.transfer import freeze, transfer_weights, uncompiled
@@ -166,6 +167,8 @@ class TCuPGAN(L.LightningModule):
         self._pretrained: set[str] = set()
 
     def setup(self, stage: str) -> None:
+        if stage == "fit":  # a CPU step would otherwise fault its activations' pages in afresh each time
+            reuse_freed_memory()
         # before Lightning restores a --ckpt_path (which then wins); never on load_from_checkpoint
         if stage == "fit" and self.hparams.init_from and not self._pretrained:
             report = transfer_weights(

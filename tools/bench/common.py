@@ -7,6 +7,8 @@ import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from tcupgan.allocator import reuse_freed_memory
+
 
 def bench_cli(
     doc: str | None,
@@ -14,7 +16,12 @@ def bench_cli(
     run: Callable[[argparse.Namespace], dict],
     add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
 ) -> dict:
-    """Parse ``argv`` (``--tiny`` plus the benchmark's own options), run, print and return the JSON."""
+    """Parse ``argv`` (``--tiny`` plus the benchmark's own options), run, print and return the JSON.
+
+    Every benchmark process, baselines included, keeps freed memory for reuse as tcupgan's training and
+    ``predict`` do (:func:`tcupgan.allocator.reuse_freed_memory`): a ratio then compares the networks
+    and their recipes, not two allocator settings."""
+    reuse_freed_memory()
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tiny", action="store_true", help="tiny sizes for a smoke test")
     if add_arguments:
