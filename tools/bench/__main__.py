@@ -93,6 +93,13 @@ def render(results: dict) -> str:
         "",
         "Wall time per benchmark: " + ", ".join(f"{k} {v['wall_seconds']} s" for k, v in b.items()) + ".",
     ]
+    reused = [k for k, v in b.items() if v.get("freed_memory_reused")]
+    if reused:
+        lines += [
+            "",
+            "Run with freed CPU memory kept for reuse in every process, baselines included, as "
+            f"tcupgan's training and predict do (`tcupgan/allocator.py`): {', '.join(reused)}.",
+        ]
     reruns = {k: v["rerun"] for k, v in b.items() if "rerun" in v}
     if reruns:
         lines += [

@@ -21,12 +21,13 @@ def bench_cli(
     Every benchmark process, baselines included, keeps freed memory for reuse as tcupgan's training and
     ``predict`` do (:func:`tcupgan.allocator.reuse_freed_memory`): a ratio then compares the networks
     and their recipes, not two allocator settings."""
-    reuse_freed_memory()
+    reused = reuse_freed_memory()
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tiny", action="store_true", help="tiny sizes for a smoke test")
     if add_arguments:
         add_arguments(parser)
     result = run(parser.parse_args(argv))
+    result["freed_memory_reused"] = reused
     print(json.dumps(result, indent=2))
     return result
 
