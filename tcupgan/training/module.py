@@ -205,6 +205,7 @@ class TCuPGAN(L.LightningModule):
             # written before generators had level convolutions (2026-12-06): it holds the paper's generator
             self.hparams.level_conv = False
             self.generator = self._build_generator().to(self.device)
+            self.configure_model()  # resuming with --model.compile true: Lightning compiled the one replaced
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """(B, C, D, H, W) normalised image → logits (B, K, D, H, W)."""

@@ -207,6 +207,11 @@ def test_a_checkpoint_from_before_level_convolutions_predicts_as_it_was_trained(
     torch.testing.assert_close(loaded(x), paper(x))
     current = write_checkpoint(TCuPGAN(1, 1, **SMALL_MODEL), tmp_path / "new.ckpt")
     assert load_model(current, "cpu").hparams.level_conv
+    # `fit --ckpt_path old.ckpt --model.compile true`: the rebuilt generator is compiled as the first was
+    resumed = TCuPGAN(1, 1, compile=True, **SMALL_MODEL)
+    resumed.configure_model()
+    resumed.on_load_checkpoint(checkpoint)
+    assert not resumed.hparams.level_conv and resumed.generator._compiled_call_impl is not None
 
 
 def test_nan_in_batch_is_caught(store, tmp_path):
