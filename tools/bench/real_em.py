@@ -358,7 +358,9 @@ def section(s: dict) -> list[str]:
                     f"{r['train_voxels_per_s']:,} | {r['peak_memory_mb']:,} |"
                 )
     why = "What moved TCuP-GAN's Dice per step: [studies/real-em](../studies/real-em/README.md)."
-    return [*lines, *_step_split(s), "", why, "", f"![held-out Dice against training seconds]({FIGURE})"]
+    runs = ["", f"Runs: {s['note']}."] if s.get("note") else []  # where cells come from different runs
+    image = f"![held-out Dice against training seconds]({FIGURE})"
+    return [*lines, *runs, *_step_split(s), "", why, "", image]
 
 
 def _step_split(s: dict) -> list[str]:
