@@ -4,7 +4,7 @@ glibc's malloc gives every block above its mmap threshold (128 KiB, adapting up 
 own and unmaps them on free. A training step on eight 256 x 256 crops allocates and frees activations of
 30-130 MB, so every step faults all of their pages in again, and on a CPU that is a large part of the
 step: with freed memory kept for reuse a TCuP-GAN step on the real EM crops takes 2.0 s instead of 3.3 s
-on 2 cores, and a MONAI U-Net's step gains alike, for a peak memory about 30% higher (docs/benchmarks.md).
+on 2 cores, and a MONAI U-Net's step gains alike, for a peak memory 25-45% higher (docs/benchmarks.md).
 GPU memory has its own caching allocator and is not affected.
 """
 

@@ -62,7 +62,7 @@ def main() -> None:
         roi = CubeStore(store)["test"]["prediction"].attrs["roi"]
         result = {"task": args.task, "steps": args.steps, "roi": roi,
                   "dice": round(mask_dice(reference > 127, label), 4)}  # fmt: skip
-        predict.BLOCK_VOXELS, default_blocks = 2**18, predict.BLOCK_VOXELS
+        default_blocks, predict.BLOCK_VOXELS = predict.BLOCK_VOXELS, 2**18
         result["small_blocks"] = compare(predicted(ckpt, store)[0], reference, label)
         predict.BLOCK_VOXELS = default_blocks
         result["bf16"] = compare(predicted(ckpt, store, precision="bf16")[0], reference, label)
