@@ -164,6 +164,7 @@ def train_tcupgan(store: Path, work: Path, budget: float, seed: int, extra: Sequ
         "predict_seconds": round(time.perf_counter() - trained, 1),
         "seconds_per_step": split,
         "plan": settings["data"],
+        "precision": cli.trainer.precision,
     }
 
 
