@@ -18,8 +18,9 @@ otherwise tune by hand:
 * **epoch length**: enough crops to cover the labelled training voxels about once, 16 to 400;
 * **normalisation**: each channel's 1st–99th percentile of its cube, as every step of tcupgan reads it;
 * **precision**: bf16 autocast (``bf16-mixed``) when training on a CPU with bf16 arithmetic of its own
-  (AVX512-BF16 or AMX): on the real EM crops a step took 1.39 s instead of 2.08 s for the same held-out
-  Dice per step; float32 elsewhere (CPUs without it emulate bf16, and on an H200 it trained no faster).
+  (AVX512-BF16 or AMX): on the real EM crops a step took 1.4 s instead of 2.1 s and the same budget
+  reached a higher held-out Dice; float32 elsewhere (CPUs without those instructions emulate bf16, and
+  on an H200 it trained no faster).
 
 The plan is a LightningCLI config the user can read and edit; ``tcupgan fit --plan PLAN.yaml`` reads it
 before the user's own ``--config``, so whatever the config sets wins and the plan fills the rest.
@@ -131,8 +132,8 @@ def machine() -> Machine:
 def cpu_has_bf16() -> bool:
     """Whether this CPU has bf16 instructions (x86 AVX512-BF16 or AMX, from Linux's ``/proc/cpuinfo``).
 
-    PyTorch runs bf16 on any AVX512 CPU, but without these instructions oneDNN converts to float32 and
-    back around every product, which is slower than float32. Elsewhere (macOS, Windows): False.
+    PyTorch runs bf16 on any AVX512 CPU, but without these instructions oneDNN emulates it, converting
+    around every product, so float32 is the safe choice there. Elsewhere (ARM, macOS, Windows): False.
     """
     try:
         flags = Path("/proc/cpuinfo").read_text().split()

@@ -369,15 +369,17 @@ def _step_split(s: dict) -> list[str]:
     lines = []
     for task, by_budget in s["tasks"].items():
         for budget, models in by_budget.items():
-            split = models.get("tcupgan", {}).get("seconds_per_step")
+            tcupgan = models.get("tcupgan", {})
+            split = tcupgan.get("seconds_per_step")
             if not split:
                 continue
+            precision = f", {tcupgan['precision']}" if "precision" in tcupgan else ""
             generator = split["generator_forward"] + split["generator_backward_step"]
             critic = split["discriminator_forward"] + split["discriminator_backward_step"]
             lines += [
                 "",
-                f"TCuP-GAN's training step ({task}, {budget} s): {split['step_total']:.2f} s, of which the "
-                f"generator {generator:.2f} s (forward {split['generator_forward']:.2f} s), the "
+                f"TCuP-GAN's training step ({task}, {budget} s{precision}): {split['step_total']:.2f} s, of "
+                f"which the generator {generator:.2f} s (forward {split['generator_forward']:.2f} s), the "
                 f"discriminator {critic:.2f} s and waiting for data {split['data']:.2f} s.",
             ]
     return lines
