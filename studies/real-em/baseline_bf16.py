@@ -43,7 +43,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--task", nargs="+", default=["membranes"], choices=["mitochondria", "membranes"])
+    parser.add_argument("--task", nargs="+", default=["membranes"], choices=real_em.TASKS)
     parser.add_argument("--budget", type=float, default=240)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
