@@ -3,8 +3,8 @@
 Generator loss = ``seg_weight`` x segmentation loss + BCE(D(image, sigmoid(logits)), real).
 Discriminator loss = ½ [BCE(D(image, target), real) + BCE(D(image, sigmoid(logits)), fake)].
 ``freeze="generator"`` with ``init_from`` trains the discriminator alone against a finished generator.
-Two optimisers (NAdam, the paper's learning rates), step-decayed learning rates, gradient clipping, and a
-guard that stops on NaN/Inf instead of writing a broken checkpoint.
+Two optimisers (NAdam, the paper's learning rates), learning rates annealed over the run (or the paper's
+step decay), gradient clipping, and a guard that stops on NaN/Inf instead of writing a broken checkpoint.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from tcupgan.training.transfer import freeze, transfer_weights, uncompiled
 
 __all__ = [
     "TCuPGAN",
+    "run_progress",
     "FocalTverskyLoss",
     "SoftL1Loss",
     "make_seg_loss",
@@ -34,6 +35,27 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+
+def run_progress(trainer: L.Trainer) -> float:
+    """Share of the training run done, in [0, 1], by whichever of ``max_steps``, ``max_epochs`` and
+    ``max_time`` (the wall-clock budget, from Lightning's :class:`~lightning.pytorch.callbacks.Timer`)
+    ends it first."""
+    shares = []
+    if trainer.max_steps and trainer.max_steps > 0:
+        shares.append(trainer.global_step / trainer.max_steps)
+    if trainer.max_epochs and trainer.max_epochs > 0:
+        batches = trainer.num_training_batches
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.ready
+        within = done / batches if 0 < batches < float("inf") else 0.0
+        shares.append((trainer.current_epoch + within) / trainer.max_epochs)
+    timer = next((c for c in trainer.callbacks if isinstance(c, L.pytorch.callbacks.Timer)), None)
+    remaining = timer.time_remaining("train") if timer is not None else None
+    if remaining is not None:
+        elapsed = timer.time_elapsed("train")  # rank 0's clock, so that every process anneals alike
+        elapsed, remaining = trainer.strategy.broadcast((elapsed, remaining))
+        shares.append(elapsed / max(elapsed + remaining, 1e-9))
+    return min(1.0, max(shares, default=0.0))
 
 
 class FocalTverskyLoss(torch.nn.Module):
@@ -98,8 +120,12 @@ class TCuPGAN(L.LightningModule):
         adversarial: train against the discriminator (False trains the generator alone, as an ablation).
         lr_g: generator learning rate (paper 1e-3).
         lr_d: discriminator learning rate (paper 1e-4).
-        lr_decay: multiply both learning rates by this every ``lr_decay_every`` epochs (paper 0.95, 5).
-        lr_decay_every: epochs between decays.
+        lr_schedule: ``poly``: both learning rates fall as (1 - share of the run done) ** 0.9 after every
+            step, nnU-Net's schedule, the run ending at whichever of ``trainer.max_steps``, ``max_epochs``
+            and ``max_time`` comes first (so a wall-clock budget anneals too); ``step``: the paper's,
+            multiplied by ``lr_decay`` every ``lr_decay_every`` epochs.
+        lr_decay: with ``lr_schedule=step``, the factor (paper 0.95).
+        lr_decay_every: with ``lr_schedule=step``, epochs between decays (paper 5).
         grad_clip: clip gradient norms to this (0 disables).
         val_roi: sliding-window size (D, H, W) for validation; None uses the whole cube.
         compile: ``torch.compile`` the generator (GPUs; off by default).
@@ -132,6 +158,7 @@ class TCuPGAN(L.LightningModule):
         adversarial: bool = True,
         lr_g: float = 1e-3,
         lr_d: float = 1e-4,
+        lr_schedule: str = "poly",
         lr_decay: float = 0.95,
         lr_decay_every: int = 5,
         grad_clip: float = 1.0,
@@ -143,6 +170,8 @@ class TCuPGAN(L.LightningModule):
         reset_discriminator: bool = False,
     ) -> None:
         super().__init__()
+        if lr_schedule not in ("poly", "step"):
+            raise ConfigError(f"lr_schedule must be 'poly' or 'step', got {lr_schedule!r}")
         if freeze == "generator" and not (adversarial and init_from):
             raise ConfigError(
                 "freeze=generator trains the discriminator alone: it needs adversarial=true and init_from "
@@ -165,6 +194,7 @@ class TCuPGAN(L.LightningModule):
         self._val_scores: list[torch.Tensor] = []
         self._val_example: dict | None = None
         self._pretrained: set[str] = set()
+        self._poly_factor = 1.0  # of the learning rates, with lr_schedule=poly; set after every step
 
     def setup(self, stage: str) -> None:
         if stage == "fit":  # a CPU step would otherwise fault its activations' pages in afresh each time
@@ -300,7 +330,16 @@ class TCuPGAN(L.LightningModule):
             logs, prog_bar=True, on_step=True, on_epoch=True, batch_size=image.shape[0], sync_dist=True
         )
 
+    def on_train_batch_end(self, *args) -> None:
+        if self.hparams.lr_schedule == "poly":  # nnU-Net's decay, one reading of the run's clock per step
+            self._poly_factor = (1.0 - run_progress(self.trainer)) ** 0.9
+            self._step_schedulers()
+
     def on_train_epoch_end(self) -> None:
+        if self.hparams.lr_schedule == "step":
+            self._step_schedulers()
+
+    def _step_schedulers(self) -> None:
         schedulers = self.lr_schedulers()  # one, not a list, when the generator is frozen
         for scheduler in schedulers if isinstance(schedulers, list) else [schedulers]:
             scheduler.step()
@@ -316,7 +355,12 @@ class TCuPGAN(L.LightningModule):
         optimizers = [opt_d]
         if trainable:
             optimizers.insert(0, torch.optim.NAdam(groups, lr=hp.lr_g, betas=(0.9, 0.99)))
-        schedules = [torch.optim.lr_scheduler.StepLR(o, hp.lr_decay_every, hp.lr_decay) for o in optimizers]
+        schedules = [
+            torch.optim.lr_scheduler.LambdaLR(o, lambda _: self._poly_factor)
+            if hp.lr_schedule == "poly"
+            else torch.optim.lr_scheduler.StepLR(o, hp.lr_decay_every, hp.lr_decay)
+            for o in optimizers
+        ]
         return optimizers, schedules
 
     # ---------------------------------------------------------------------------------- validation

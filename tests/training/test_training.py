@@ -76,6 +76,42 @@ def test_optimisation_steps_lower_generator_loss(store):
     assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
 
 
+class _LearningRates(L.Callback):
+    """The (generator, discriminator) learning rates each training step used."""
+
+    def __init__(self) -> None:
+        self.used: list[tuple[float, ...]] = []
+
+    def on_train_batch_start(self, trainer, *args) -> None:
+        self.used.append(tuple(o.param_groups[0]["lr"] for o in trainer.optimizers))
+
+
+@pytest.mark.parametrize("limits", [{"max_epochs": 2}, {"max_epochs": -1, "max_time": {"seconds": 3}}])
+def test_learning_rates_anneal_to_zero_over_whichever_limit_ends_the_run(store, tmp_path, limits):
+    """The default ``lr_schedule=poly``: each step's learning rates are the start's x (1 - share of the run
+    done) ** 0.9, the run counted in epochs or, under a wall-clock budget, in seconds; 0 as it ends."""
+    with pytest.raises(ConfigError, match="lr_schedule"):
+        TCuPGAN(1, 1, lr_schedule="cosine")
+    data, model = _setup(store)
+    rates = _LearningRates()
+    trainer = _trainer(tmp_path, callbacks=[rates], **limits)
+    trainer.fit(model, data)
+    generator, discriminator = (np.array(r) for r in zip(*rates.used, strict=True))
+    assert (generator[0], discriminator[0]) == (model.hparams.lr_g, model.hparams.lr_d)
+    assert np.all(np.diff(generator) < 0) and np.allclose(discriminator / generator, 0.1)
+    if "max_time" not in limits:  # 2 epochs of 4 steps
+        assert np.allclose(generator, 1e-3 * (1 - np.arange(8) / 8) ** 0.9)
+    assert [o.param_groups[0]["lr"] for o in trainer.optimizers] == [0.0, 0.0]
+
+
+def test_the_papers_step_decay_multiplies_the_learning_rates_every_few_epochs(store, tmp_path):
+    data = CubeDataModule(str(store), crop_size=(8, 32, 32), batch_size=2, samples_per_epoch=8, num_workers=0)
+    model = TCuPGAN(1, 1, **SMALL_MODEL, lr_schedule="step", lr_decay=0.5, lr_decay_every=1)
+    rates = _LearningRates()
+    _trainer(tmp_path, callbacks=[rates], max_epochs=2).fit(model, data)
+    assert [g for g, _d in rates.used] == [1e-3] * 4 + [5e-4] * 4
+
+
 @pytest.mark.slow
 def test_fit_logs_metrics_figures_and_resumes_from_checkpoint(store, tmp_path):
     data, model = _setup(store)
@@ -101,7 +137,7 @@ def test_fit_logs_metrics_figures_and_resumes_from_checkpoint(store, tmp_path):
     resumed.fit(model2, data2, ckpt_path=str(tmp_path / "ckpt" / "last.ckpt"))
     assert resumed.current_epoch == 3 and resumed.global_step == steps + 8
     sched = resumed.lr_scheduler_configs[0].scheduler
-    assert sched.last_epoch == 3  # learning-rate schedule resumed too
+    assert sched.last_epoch == 3 * 4  # the learning-rate schedule resumed too, stepped after every batch
 
 
 @pytest.mark.slow
