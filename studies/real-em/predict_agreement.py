@@ -28,9 +28,10 @@ from tcupgan.metrics.lesion_wise import mask_dice  # noqa: E402
 from tools.bench import real_em  # noqa: E402
 
 
-def predicted(ckpt: Path, store: Path, **options) -> tuple[np.ndarray, np.ndarray]:
-    """The held-out cube's stored probabilities (0-255) and its label mask after one ``predict``."""
-    predict.predict_store(ckpt, store, cubes=["test"], overwrite=True, **options)
+def predicted(ckpt: Path, store: Path, precision: str = "32", **options) -> tuple[np.ndarray, np.ndarray]:
+    """The held-out cube's stored probabilities (0-255) and its label mask after one ``predict``
+    (float32 unless told: ``auto`` is bf16 on CPUs with bf16 instructions)."""
+    predict.predict_store(ckpt, store, cubes=["test"], overwrite=True, precision=precision, **options)
     cube = CubeStore(store)["test"]
     return cube["probability"][0].astype(np.int16), cube.label[...] > 0
 

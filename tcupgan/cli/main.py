@@ -400,9 +400,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (a GPU where there is one), cuda, mps or cpu")
     p.add_argument(
         "--precision", choices=["auto", "32", "bf16"], default="auto",
-        help="generator arithmetic: auto is bf16 on CUDA GPUs that have it (predict 1.33x on an H200) and "
-        "32 elsewhere; bf16 is also faster on CPUs with AVX512-BF16/AMX (1.7-2.2x measured), emulated "
-        "(slower) on older CPUs (default auto)",
+        help="generator arithmetic: auto is bf16 on CUDA GPUs that have it (predict 1.33x on an H200) "
+        "and on CPUs with AVX512-BF16/AMX (predict 1.3x on 2 cores), 32 elsewhere, where bf16 is "
+        "emulated and slower (default auto)",
     )  # fmt: skip
     p.add_argument(
         "--window-batch", type=int,

@@ -111,10 +111,16 @@ BLOCK_VOXELS = 2**22  # a block's read region, at most: 16 MB a channel in float
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto``: bf16 on CUDA GPUs that have it (half the memory traffic of float32, and the tensor
-    cores' native type), float32 elsewhere (most CPUs emulate bf16, which is slower); else as named."""
+    """``auto``: bf16 where the hardware multiplies bf16 itself, CUDA GPUs that have it (half the memory
+    traffic of float32, and the tensor cores' native type) and CPUs with AVX512-BF16 or AMX (predict
+    1.3x faster, a few boundary voxels' labels change); float32 elsewhere (other CPUs emulate bf16, which
+    is slower); else as named."""
     if precision == "auto":
-        return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "32"
+        from tcupgan.training.plan import cpu_has_bf16  # the training package loads Lightning
+
+        if device.type == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "32"
+        return "bf16" if device.type == "cpu" and cpu_has_bf16() else "32"
     if precision not in PRECISIONS:
         raise InputError(f"precision must be auto or one of {sorted(PRECISIONS)}, got {precision!r}")
     return precision
@@ -156,6 +162,7 @@ def windows_per_batch(generator, channels: int, roi: Sequence[int], device: torc
 
 def hard_labels(prob: np.ndarray, task: str, threshold: float = 0.5) -> np.ndarray:
     """(K, ...) probabilities → uint8 labels: binary mask, BraTS labels 1/2/3, or multilabel bit flags.
+    A voxel is on above ``threshold``: 0.5 for probabilities in [0, 1], 127 for the stored uint8 ones.
 
     BraTS regions nest (ET ⊂ TC ⊂ WT): WT without TC is oedema (2), TC without ET necrosis (1), ET is 3.
     """
@@ -300,8 +307,10 @@ def predict_cube(
             x = torch.from_numpy(image)[None].to(device)
             prob = sliding_window_inference(x, roi, window_batch, network, overlap=overlap, mode="gaussian")
             core_prob = prob[0].cpu().numpy()[(slice(None), *block.inner)]
-            prob_out[(slice(None), *block.core)] = np.round(core_prob * 255).astype(np.uint8)
-            labels[block.core] = hard_labels(core_prob, store.task)
+            stored = np.round(core_prob * 255).astype(np.uint8)
+            prob_out[(slice(None), *block.core)] = stored
+            # from the stored probabilities: a voxel at exactly 0.5 (common in bf16) is 128/255 there
+            labels[block.core] = hard_labels(stored, store.task, threshold=127)
             for scorer in per_block:
                 voxels = scorer.block_map(model, x, prob).float().cpu().numpy()[block.inner]
                 sums[scorer.array][block.core[0]] += voxels.sum(axis=(1, 2))
@@ -377,7 +386,8 @@ def predict_store(
 ) -> PredictReport:
     """Predict every selected cube of a store with a checkpoint; skips cubes this checkpoint already did.
 
-    ``precision``: ``auto`` (bf16 on CUDA GPUs that have it, else float32), ``32`` or ``bf16``.
+    ``precision``: ``auto`` (bf16 on CUDA GPUs and CPUs that have bf16 arithmetic, else float32), ``32``
+    or ``bf16``.
     ``window_batch``: sliding windows per generator call (None: from the GPU's free memory, 4 on a CPU);
     a speed choice, the numbers are the same. ``compile``: run the generator compiled (None: on CUDA GPUs,
     as CUDA graphs); the first run compiles, later runs load the compiled kernels from the cache.

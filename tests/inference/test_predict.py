@@ -15,6 +15,7 @@ from tcupgan.inference import predict as predict_mod
 from tcupgan.inference import scorers as scorers_mod
 from tcupgan.inference.predict import remove_small_components
 from tcupgan.training import CubeDataModule, TCuPGAN
+from tcupgan.training.plan import cpu_has_bf16
 from tests.conftest import SMALL_MODEL, quiet_trainer
 
 
@@ -271,7 +272,7 @@ def test_bf16_precision_matches_float32_and_is_its_own_setting(trained, tmp_path
         cube = CubeStore(store_path)[name]
         return cube["probability"][0].astype(int), cube["slice_realness"][...], dict(cube["prediction"].attrs)
 
-    predict_store(ckpt, store_path, roi=(8, 32, 32))
+    predict_store(ckpt, store_path, roi=(8, 32, 32), precision="32")
     prob32, scores32, attrs32 = outputs()
     report = predict_store(ckpt, store_path, roi=(8, 32, 32), precision="bf16")
     assert report.predicted == [name]  # another precision is another prediction, not "already done"
@@ -281,6 +282,8 @@ def test_bf16_precision_matches_float32_and_is_its_own_setting(trained, tmp_path
     assert np.abs(prob16 - prob32).max() <= 2  # ... within 2/255 of float32 everywhere
     np.testing.assert_allclose(scores16, scores32, atol=1e-3)
     assert predict_store(ckpt, store_path, roi=(8, 32, 32), precision="bf16").skipped == [name]
+    auto = predict_store(ckpt, store_path, roi=(8, 32, 32))  # on a CPU: bf16 where it has bf16 instructions
+    assert auto.skipped == ([name] if cpu_has_bf16() else [])
     with pytest.raises(InputError, match="precision must be auto or one of"):
         predict_store(ckpt, store_path, precision="fp8")
 

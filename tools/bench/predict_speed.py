@@ -3,7 +3,8 @@
 Baseline: what a MONAI user would run — ``sliding_window_inference`` with the same window and overlap
 and Gaussian blending over each whole cube (loaded into memory), with MONAI's ``SegResNet``. tcupgan's
 number includes everything ``predict`` does: reading from the store block by block, the discriminator's
-slice scores, entropy and writing four arrays. ``predict --precision bf16`` is timed too, with how far its
+slice scores, entropy and writing four arrays. ``--precision 32`` and ``bf16`` are both timed (``auto``,
+the default, is one of them: bf16 on GPUs and CPUs with bf16 arithmetic), with how far bf16's
 probabilities and labels land from float32's. Prints one JSON object.
 
     python -m tools.bench.predict_speed            # 4 cubes of 1 x 32 x 128 x 128, demo widths
@@ -26,6 +27,7 @@ from monai.networks.nets import SegResNet
 from tcupgan.data import CubeStore, synthesize
 from tcupgan.data.transforms import normalise
 from tcupgan.inference import predict_store
+from tcupgan.inference.predict import resolve_precision
 from tools.bench.common import bench_cli, save_checkpoint
 
 
@@ -77,6 +79,7 @@ def run(n: int, shape: tuple[int, int, int], roi: tuple[int, int, int], widths: 
         "baseline": "MONAI sliding_window_inference + SegResNet(init_filters=8), same cubes/window/overlap "
         "(float16 autocast on GPUs), each timed after a warm-up",
         "device": torch.cuda.get_device_name() if device == "cuda" else platform.processor() or "cpu",
+        "default_precision": resolve_precision("auto", torch.device(device)),
         "cubes": n,
         "cube_shape": [1, *shape],
         "roi": list(roi),
@@ -96,10 +99,11 @@ def run(n: int, shape: tuple[int, int, int], roi: tuple[int, int, int], widths: 
 
 def rows(s: dict) -> list[tuple]:
     """This benchmark's rows of docs/benchmarks.md: (what, tcupgan, baseline, ratio)."""
+    bf16_here, default = s.get("default_precision") == "bf16", " (the default here)"
     return [
-        ("`predict` vs MONAI sliding window + SegResNet", f"{s['tcupgan_cubes_per_s']} cubes/s",
-         f"{s['monai_cubes_per_s']} cubes/s", f"**{s['ratio']}x**"),
-        ("`predict --precision bf16` vs the same MONAI run (float32)",
+        (f"`predict --precision 32`{'' if bf16_here else default} vs MONAI sliding window + SegResNet",
+         f"{s['tcupgan_cubes_per_s']} cubes/s", f"{s['monai_cubes_per_s']} cubes/s", f"**{s['ratio']}x**"),
+        (f"`predict --precision bf16`{default if bf16_here else ''} vs the same MONAI run (float32)",
          f"{s['tcupgan_bf16_cubes_per_s']} cubes/s ({s['bf16_vs_float32']}x our float32; "
          f"{s['bf16_label_agreement']:.2%} same labels)", f"{s['monai_cubes_per_s']} cubes/s",
          f"**{s['bf16_ratio']}x**"),
