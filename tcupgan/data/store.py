@@ -455,17 +455,16 @@ class CubeStore:
                 chunks=tuple(chunks or default_chunks(shape)),
                 compressors=compressor(),
                 fill_value=0,
+                attributes=_jsonable(dict(attrs or {})),
             )
-            _merge_attrs(arr, attrs or {})
             yield arr
         if key in LABEL_ARRAYS:
             _list_labels(cube_path)
 
-    def write_array(self, cube: str, key: str, data: np.ndarray, **kwargs: Any) -> zarr.Array:
+    def write_array(self, cube: str, key: str, data: np.ndarray, **kwargs: Any) -> None:
         """Atomically add (or with ``overwrite=True`` replace) one array of a cube."""
         with self.array_writer(cube, key, data.shape, data.dtype, **kwargs) as out:
             out[...] = data
-        return self[cube][key]
 
     def update_attrs(self, cube: str, **attrs: Any) -> None:
         """Merge metadata into a cube's attributes (e.g. a new split)."""
