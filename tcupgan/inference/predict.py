@@ -127,15 +127,16 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 
 def set_precision(model, precision: str):
-    """Cast the generator for inference: ``32`` (float32) or ``bf16`` (bfloat16 weights and activations).
+    """Cast the generator for inference: ``32`` (float32) or ``bf16`` (bfloat16 weights and activations),
+    as :func:`resolve_precision` names them.
 
     bf16 halves the memory traffic of every convolution; on CPUs with AVX512-BF16 or AMX and on recent
-    GPUs that makes the generator faster (1.7-2.2x on 2 CPU cores, ``tools/bench/model_speed.py``) for
+    GPUs that makes the generator faster (1.5-2.2x on 2 CPU cores, ``tools/bench/model_speed.py``) for
     labels that differ from float32's on a few boundary voxels (``tools/bench/predict_speed.py`` measures
     how many). The discriminator stays float32: its per-slice scores rank slices, and ties from coarse
     numbers would reorder them. On CPUs without bf16 instructions it is emulated and slower: keep ``32``.
     """
-    model.generator.to(PRECISIONS[resolve_precision(precision, model.device)])
+    model.generator.to(PRECISIONS[precision])
     return model
 
 
