@@ -52,6 +52,23 @@ def test_predict_writes_outputs_for_odd_sizes(trained):
     assert entropy.shape == (10,) and entropy.min() >= 0 and entropy.max() <= 1
 
 
+def test_labels_agree_with_the_stored_probabilities_at_exactly_one_half(trained, tmp_path):
+    """A voxel the generator puts at exactly 0.5 (a zero logit, common in bf16) is stored as 128/255;
+    its label says foreground too, so thresholding the stored probabilities gives the stored mask."""
+    import torch
+
+    _, ckpt = trained
+    checkpoint = torch.load(ckpt, weights_only=False)
+    for key in ("generator.head.weight", "generator.head.bias"):
+        checkpoint["state_dict"][key] = torch.zeros_like(checkpoint["state_dict"][key])
+    torch.save(checkpoint, tmp_path / "half.ckpt")
+    store_path = tmp_path / "half.zarr"
+    synthesize("fatchecker", store_path, n=1, seed=0, shape=(4, 32, 32))
+    predict_store(tmp_path / "half.ckpt", store_path, roi=(4, 32, 32), precision="32")
+    cube = CubeStore(store_path)[CubeStore(store_path).names()[0]]
+    assert (cube["probability"][...] == 128).all() and (cube["prediction"][...] == 1).all()
+
+
 def test_novelty_measures_distance_from_the_labelled_training_slices(trained, tmp_path, caplog):
     """slice_novelty: Mahalanobis distance of the discriminator's pooled first-layer responses from the
     train cubes'. A cube whose image is inverted, or a domain-shifted one, lies beyond most slices of the
