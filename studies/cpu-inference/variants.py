@@ -24,6 +24,7 @@ channels-last slices, in float32 and under bf16 autocast (the plan's precision o
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 import time
@@ -104,9 +105,7 @@ def slices_channels_last(net: TCuPGenerator, x: torch.Tensor) -> torch.Tensor:
 def variants(net: TCuPGenerator, x: torch.Tensor, compile_too: bool) -> tuple[dict[str, Callable], dict]:
     """name → a call returning float32 logits; and extra facts (compile seconds)."""
     lstms = [m for m in net.modules() if isinstance(m, ConvLSTM)]
-    net_bf16 = TCuPGenerator(net.in_channels, net.out_channels, widths=net.widths).eval()
-    net_bf16.load_state_dict(net.state_dict())
-    net_bf16.bfloat16()
+    net_bf16 = copy.deepcopy(net).bfloat16()
     eager_cell = convlstm_module.lstm_cell
 
     def with_cell(cell, fused=False):

@@ -116,10 +116,10 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     1.3x faster, a few boundary voxels' labels change); float32 elsewhere (other CPUs emulate bf16, which
     is slower); else as named."""
     if precision == "auto":
-        from tcupgan.training.plan import cpu_has_bf16  # the training package loads Lightning
-
         if device.type == "cuda":
             return "bf16" if torch.cuda.is_bf16_supported() else "32"
+        from tcupgan.training.plan import cpu_has_bf16  # the training package loads Lightning
+
         return "bf16" if device.type == "cpu" and cpu_has_bf16() else "32"
     if precision not in PRECISIONS:
         raise InputError(f"precision must be auto or one of {sorted(PRECISIONS)}, got {precision!r}")
