@@ -8,6 +8,8 @@ product``: NAdam betas 0.9/0.99, the loss x 100 and gradient norms clipped to 1,
 ``nadam``: NAdam alone),
 then held-out Dice of sections 12-14 after ``--steps`` steps. Prints one JSON line.
 ``tcupgan_paper_levels`` is the generator without its per-level convolution (``level_conv=False``).
+``tcupgan_added_skips``: decoder levels that add the skip instead of concatenating it
+(``studies/cpu-inference``).
 
     python studies/real-em/per_step.py --network tcupgan --task mitochondria --steps 50
     python studies/real-em/per_step.py --network original --task membranes --steps 50
@@ -34,7 +36,7 @@ from monai.losses import DiceCELoss  # noqa: E402
 from tcupgan.data import CubeStore  # noqa: E402
 from tcupgan.data.transforms import normalise  # noqa: E402
 from tcupgan.metrics.lesion_wise import mask_dice  # noqa: E402
-from tcupgan.models import TCuPGenerator  # noqa: E402
+from tcupgan.models import ConvLSTM, TCuPGenerator  # noqa: E402
 from tools.bench.original_layout import OriginalLayoutUNet  # noqa: E402
 from tools.bench.real_em import build_store, crop_sampler, monai_net  # noqa: E402
 
@@ -50,7 +52,28 @@ class Sections(torch.nn.Module):
         return self.net(x[:, :, None])[:, :, 0]
 
 
+class AddedSkip(torch.nn.Module):
+    """A decoder ConvLSTM of w channels fed ``up(x) + skip`` where the generator concatenates them (2w)."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.lstm = ConvLSTM(width, width)
+
+    def forward(self, upsampled_and_skip: torch.Tensor, state):
+        upsampled, skip = upsampled_and_skip.chunk(2, dim=1)
+        return self.lstm(upsampled + skip, state)
+
+
+def added_skips_generator() -> TCuPGenerator:
+    """The generator whose decoder levels add the skip: half the input of every decoder ConvLSTM."""
+    net = TCuPGenerator(1, 1)
+    net.decoders = torch.nn.ModuleList(AddedSkip(w) for w in net.widths[-2::-1])
+    return net
+
+
 def network(name: str) -> torch.nn.Module:
+    if name == "tcupgan_added_skips":
+        return Sections(added_skips_generator())
     if name == "basicunet":
         return monai_net("monai_basicunet_2d")
     if name == "original":
@@ -99,7 +122,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--network", choices=["tcupgan", "tcupgan_paper_levels", "original", "basicunet"], default="tcupgan"
+        "--network",
+        default="tcupgan",
+        choices=["tcupgan", "tcupgan_paper_levels", "tcupgan_added_skips", "original", "basicunet"],
     )
     parser.add_argument("--task", choices=["mitochondria", "membranes"], default="mitochondria")
     parser.add_argument("--steps", type=int, default=50)
