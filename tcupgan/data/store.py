@@ -448,16 +448,7 @@ class CubeStore:
         if key in LABEL_ARRAYS:
             _label_group(cube_path, key, self[cube].attrs, self.task, self.class_names)
         with self._staged(array_path(cube_path, key), overwrite) as target:
-            arr = zarr.create_array(
-                store=str(target),
-                shape=tuple(shape),
-                dtype=dtype,
-                chunks=tuple(chunks or default_chunks(shape)),
-                compressors=compressor(),
-                fill_value=0,
-                attributes=_jsonable(dict(attrs or {})),
-            )
-            yield arr
+            yield _new_array(target, shape, dtype, chunks, attrs)
         if key in LABEL_ARRAYS:
             _list_labels(cube_path)
 
@@ -587,16 +578,22 @@ def migrate_store(path: str | os.PathLike) -> dict[str, int]:
     return report
 
 
+def _new_array(
+    path: Path,
+    shape: Sequence[int],
+    dtype: Any,
+    chunks: Sequence[int] | None = None,
+    attrs: Mapping[str, Any] | None = None,
+) -> zarr.Array:
+    """An empty array in the store's chunking and compression, its attributes in its first metadata write."""
+    return zarr.create_array(
+        store=str(path), shape=tuple(shape), dtype=dtype, chunks=tuple(chunks or default_chunks(shape)),
+        compressors=compressor(), fill_value=0, attributes=_jsonable(dict(attrs or {})),
+    )  # fmt: skip
+
+
 def _put(cube_path: Path, key: str, data: np.ndarray) -> None:
-    arr = zarr.create_array(
-        store=str(array_path(cube_path, key)),
-        shape=data.shape,
-        dtype=data.dtype,
-        chunks=default_chunks(data.shape),
-        compressors=compressor(),
-        fill_value=0,
-    )
-    arr[...] = data
+    _new_array(array_path(cube_path, key), data.shape, data.dtype)[...] = data
 
 
 def _merge_attrs(node: zarr.Array | zarr.Group, attrs: Mapping[str, Any]) -> None:
