@@ -9,7 +9,8 @@ product``: NAdam betas 0.9/0.99, the loss x 100 and gradient norms clipped to 1,
 then held-out Dice of sections 12-14 after ``--steps`` steps. Prints one JSON line.
 ``tcupgan_paper_levels`` is the generator without its per-level convolution (``level_conv=False``).
 ``tcupgan_added_skips``: decoder levels that add the skip instead of concatenating it
-(``studies/cpu-inference``).
+(``studies/cpu-inference``). ``original_wide_last``: the original's layout with its last decoder level 16
+channels wide instead of one per class.
 
     python studies/real-em/per_step.py --network tcupgan --task mitochondria --steps 50
     python studies/real-em/per_step.py --network original --task membranes --steps 50
@@ -78,6 +79,10 @@ def network(name: str) -> torch.nn.Module:
         return monai_net("monai_basicunet_2d")
     if name == "original":
         return Sections(OriginalLayoutUNet(1, 1))
+    if name == "original_wide_last":  # the original's last decoder level 16 channels wide, not 1
+        net = OriginalLayoutUNet(1, 16)
+        net.head = torch.nn.Conv3d(16, 1, (1, 3, 3), padding=(0, 1, 1))
+        return Sections(net)
     return Sections(TCuPGenerator(1, 1, level_conv=name != "tcupgan_paper_levels"))
 
 
@@ -124,7 +129,14 @@ def main() -> None:
     parser.add_argument(
         "--network",
         default="tcupgan",
-        choices=["tcupgan", "tcupgan_paper_levels", "tcupgan_added_skips", "original", "basicunet"],
+        choices=[
+            "tcupgan",
+            "tcupgan_paper_levels",
+            "tcupgan_added_skips",
+            "original",
+            "original_wide_last",
+            "basicunet",
+        ],
     )
     parser.add_argument("--task", choices=["mitochondria", "membranes"], default="mitochondria")
     parser.add_argument("--steps", type=int, default=50)
