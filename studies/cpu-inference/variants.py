@@ -8,13 +8,16 @@ speed against eager float32 and the largest logit difference from it. Variants:
   * ``eager_bf16``: ``predict --precision bf16``, the product's default on CPUs with them;
   * ``fused_gates``: each step's gate arithmetic as one compiled kernel (``ConvLSTM(fuse_gates=True)``);
   * ``tanh_by_sigmoid``: tanh computed as 2 sigmoid(2x) - 1 (this build's tanh is not vectorised);
+  * ``pool_by_maximum`` (and ``_bf16``): in-plane max pooling as the maximum of four strided views
+    (this build's ``max_pool3d`` reads 0.5 G elements/s on 2 cores, 4-13x slower than that);
   * ``slices_channels_last``: the whole network on (D * B, C, H, W) channels-last slices, the layout
     oneDNN's 2D convolutions run fastest in (a prototype written here with the generator's weights);
   * ``compiled`` (``--compile``): the whole generator through ``torch.compile``; the first call compiles
     for minutes, its seconds are reported as ``compile_s``.
 
 ``--train`` times a training step instead (forward and backward of the mean logit), eager against the
-channels-last slices, in float32 and under bf16 autocast (the plan's precision on CPUs with bf16).
+channels-last slices, in float32 and under bf16 autocast (the plan's precision on CPUs with bf16), and
+the pooling by maximum under bf16 autocast.
 
     python studies/cpu-inference/variants.py --shape 4 1 32 64 64 --widths 8 16 32 64
     python studies/cpu-inference/variants.py --shape 1 4 32 128 128 --widths 16 32 48 64 128 --compile
@@ -52,6 +55,27 @@ def tanh_by_sigmoid_cell(gates: torch.Tensor, cx: torch.Tensor | None):
     new = torch.sigmoid(i) * tanh(g)
     cx = new if cx is None else torch.sigmoid(f) * cx + new
     return torch.sigmoid(o) * tanh(cx), cx
+
+
+def pool_by_maximum(x: torch.Tensor, kernel_size) -> torch.Tensor:
+    """``F.max_pool3d(x, (1, 2, 2))`` as the maximum of the four strided views (even planes only)."""
+    b, c, d, h, w = x.shape
+    y = x.view(b, c, d, h // 2, 2, w // 2, 2)
+    top = torch.maximum(y[:, :, :, :, 0, :, 0], y[:, :, :, :, 0, :, 1])
+    return torch.maximum(top, torch.maximum(y[:, :, :, :, 1, :, 0], y[:, :, :, :, 1, :, 1]))
+
+
+def with_pool_by_maximum(call: Callable) -> Callable:
+    """``call`` with the generator's in-plane pooling done by :func:`pool_by_maximum`."""
+
+    def patched():
+        max_pool3d, F.max_pool3d = F.max_pool3d, pool_by_maximum
+        try:
+            return call()
+        finally:
+            F.max_pool3d = max_pool3d
+
+    return patched
 
 
 def _slice_norm(module, s: torch.Tensor) -> torch.Tensor:
@@ -129,6 +153,8 @@ def variants(net: TCuPGenerator, x: torch.Tensor, compile_too: bool) -> tuple[di
         "tanh_by_sigmoid": with_cell(tanh_by_sigmoid_cell),
         "slices_channels_last": lambda: slices_channels_last(net, x),
     }
+    calls["pool_by_maximum"] = with_pool_by_maximum(calls["eager_fp32"])
+    calls["pool_by_maximum_bf16"] = with_pool_by_maximum(calls["eager_bf16"])
     extra = {}
     if compile_too:
         compiled = torch.compile(net, dynamic=False)
@@ -150,7 +176,7 @@ def training_steps(net: TCuPGenerator, x: torch.Tensor) -> dict[str, Callable]:
 
         return call
 
-    return {
+    steps = {
         f"{name}_{precision}": step(forward, precision == "bf16_autocast")
         for name, forward in (
             ("eager", net),
@@ -158,6 +184,8 @@ def training_steps(net: TCuPGenerator, x: torch.Tensor) -> dict[str, Callable]:
         )
         for precision in ("fp32", "bf16_autocast")
     }
+    steps["pool_by_maximum_bf16_autocast"] = with_pool_by_maximum(steps["eager_bf16_autocast"])
+    return steps
 
 
 def timed(seconds: dict[str, float], reference: str, difference: dict[str, float] | None = None) -> dict:
