@@ -7,7 +7,7 @@ import yaml
 from tcupgan.cli.main import main, with_plan
 from tcupgan.data import CubeStore, synthesize
 from tcupgan.errors import StoreError
-from tcupgan.training.plan import Machine, fingerprint, plan, write_plan
+from tcupgan.training.plan import PREDICT_WINDOW_VOXELS, Machine, fingerprint, plan, write_plan
 
 CPU = Machine(cores=2, gpu_memory_gib=None)
 
@@ -45,6 +45,20 @@ def test_more_memory_gives_larger_batches_and_small_images_fewer_levels(tmp_path
     CubeStore(tiles, mode="r+").update_attrs(CubeStore(tiles).names()[0], split="train")
     flat = plan(fingerprint(tiles), CPU, tiles)
     assert flat["data"]["crop_size"][0] == 1 and len(flat["model"]["widths"]) == 4  # 64 px: 4 levels
+
+
+def test_predict_windows_take_whole_sections_up_to_a_voxel_budget(tmp_path):
+    def planned(name, spacing, shape):
+        settings = plan(fingerprint(labelled_store(tmp_path / name, spacing, shape, cubes=1)), CPU, name)
+        return settings["data"]["crop_size"], settings["model"]["val_roi"]
+
+    crop, window = planned("em.zarr", (50, 4.6, 4.6), (2, 768, 768))
+    assert crop == [1, 256, 256] and window == [1, 768, 768]  # the whole section, not twice the crop
+    crop, window = planned("wide.zarr", (50, 4.6, 4.6), (2, 1536, 1536))
+    assert window == [1, 1024, 1024] and np.prod(window) == PREDICT_WINDOW_VOXELS  # the budget bounds it
+    crop, window = planned("mri.zarr", (1, 1, 1), (24, 256, 256))
+    assert window[0] == crop[0] > 1 and window[1] == window[2] >= min(2 * crop[1], 256)
+    assert np.prod(window) <= PREDICT_WINDOW_VOXELS  # deep crops: as much plane as the budget holds
 
 
 def test_bf16_autocast_only_where_a_cpu_with_bf16_instructions_trains(tmp_path):
