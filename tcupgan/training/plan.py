@@ -17,7 +17,7 @@ otherwise tune by hand:
 * **prediction window**: the crop's depth and as much of the plane as ``PREDICT_WINDOW_VOXELS`` (2^20)
   holds, at least twice the crop's plane, within the cubes: fewer, larger windows recompute less of the
   sliding window's overlap (on the real EM sample whole 1024 x 1024 sections instead of 512 x 512
-  windows made ``predict`` 1.4-1.6x faster, held-out Dice no lower; studies/cpu-inference);
+  windows made ``predict`` 1.4-1.6x faster once warm, held-out Dice no lower; studies/cpu-inference);
 * **epoch length**: enough crops to cover the labelled training voxels about once, 16 to 400;
 * **normalisation**: each channel's 1st–99th percentile of its cube, as every step of tcupgan reads it;
 * **precision**: bf16 autocast (``bf16-mixed``) when training on a CPU with bf16 arithmetic of its own
