@@ -50,15 +50,16 @@ SPACING = (50.0, 4.6, 4.6)  # nm: sections 50 nm apart, 4.6 nm pixels
 FIGURE = "images/real_em.png"  # under docs/
 
 
-def build_store(out: Path, task: str, size: int | None = None) -> Path:
-    """The sample as a user ingests it: one folder of section images per cube (train, test), read by
-    ``ingest_tiff``. ``size``: crop every section to its top-left ``size`` px (the tiny run)."""
+def build_store(out: Path, task: str, size: int | None = None, train: Sequence[int] = TRAIN) -> Path:
+    """The sample as a user ingests it: one folder of section images per cube (``train`` sections,
+    test), read by ``ingest_tiff``. ``size``: crop every section to its top-left ``size`` px (the tiny
+    run)."""
     from PIL import Image
 
     from tcupgan.data import CubeStore, ingest_tiff
 
     folders = []
-    for cube, sections in (("train", TRAIN), ("test", HELD_OUT)):
+    for cube, sections in (("train", train), ("test", HELD_OUT)):
         for kind, source in (("raw", "raw/{:02d}.tif"), ("label", f"{task}/{{:02d}}.png")):
             folder = out / cube / kind
             folder.mkdir(parents=True)

@@ -169,7 +169,12 @@ def section(s: dict) -> list[str]:
             f"| {float(fraction):.0%} ({tiles}) | {row['scratch']['mean']:.3f} ± {row['scratch']['sd']:.3f} "
             f"| {row['fine-tuned']['mean']:.3f} ± {row['fine-tuned']['sd']:.3f} | **{row['gain']:+.3f}** |"
         )
-    return [*lines, "", f"![Dice against label fraction]({FIGURE})"]
+    same_material = (
+        "Between synthetic families that share neither images nor structures. Transfer between projects "
+        "imaging the same material, on the real ssTEM stack: "
+        "[studies/transfer](../studies/transfer/README.md)."
+    )
+    return [*lines, "", same_material, "", f"![Dice against label fraction]({FIGURE})"]
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
