@@ -15,6 +15,8 @@ Dice on the held-out sections 12-14. Arms:
   target's);
 - ``finetune_fresh_head_discriminator``: neither the head nor the discriminator (which judged the
   source's masks) loaded.
+- ``finetune_frozen_encoder``: ``--model.freeze encoder``; ``finetune_slow_pretrained``:
+  ``--model.pretrained_lr_scale 0.1`` (loaded layers learn at a tenth of the rate).
 
 Each run is a process of its own. Prints one JSON document (and writes it to ``--out``).
 
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -40,20 +43,29 @@ sys.path.insert(0, str(ROOT))
 
 from tools.bench.real_em import build_store, train_tcupgan  # noqa: E402
 
-ARMS = ("scratch", "finetune", "finetune_fresh_head", "finetune_fresh_head_discriminator")
+# arm: (source tensors left out, more fit arguments); scratch starts from nothing
+ARMS = {
+    "scratch": ((), ()),
+    "finetune": ((), ()),
+    "finetune_fresh_head": (("generator.head.",), ()),
+    "finetune_fresh_head_discriminator": (("generator.head.", "discriminator."), ()),
+    "finetune_frozen_encoder": ((), ("--model.freeze", "encoder")),
+    "finetune_slow_pretrained": ((), ("--model.pretrained_lr_scale", "0.1")),
+}
 NO_LIMIT = 10_000.0  # seconds: runs end by their step count
 
 
-def source_weights(ckpt: Path, arm: str) -> Path | None:
-    """The checkpoint an arm starts from (``None``: scratch), without the parts the arm keeps fresh."""
+def source_weights(ckpt: Path, arm: str, work: Path) -> Path | None:
+    """The checkpoint an arm starts from (``None``: scratch), without the parts the arm keeps fresh
+    (written under ``work``)."""
     if arm == "scratch":
         return None
-    if arm == "finetune":
+    drop = ARMS[arm][0]
+    if not drop:
         return ckpt
     state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
-    drop = ("generator.head.",) + (("discriminator.",) if arm.endswith("discriminator") else ())
     kept = {k: v for k, v in state.items() if not k.startswith(drop)}
-    path = ckpt.with_name(f"{arm}.ckpt")
+    path = work / f"{arm}.ckpt"
     torch.save({"state_dict": kept}, path)
     return path
 
@@ -65,14 +77,15 @@ def one_run(args: argparse.Namespace) -> dict:
     store = build_store(work / "data", args.task, train=range(args.k))
     extra = ["--trainer.max_steps", str(2 * args.steps)]  # Lightning counts both networks' steps
     if args.init_from:
-        extra += ["--model.init_from", args.init_from]
+        extra += ["--model.init_from", args.init_from, *ARMS[args.arm][1]]
     result = train_tcupgan(store, work, NO_LIMIT, args.seed, extra)
     return {k: result[k] for k in ("dice", "steps", "plan", "precision")}
 
 
-def spawn(task: str, k: int, steps: int, seed: int, work: Path, threads: int, init_from: Path | None) -> dict:
+def spawn(task: str, k: int, steps: int, seed: int, work: Path, threads: int, arm: str,
+          init_from: Path | None) -> dict:  # fmt: skip
     command = [sys.executable, __file__, "--one", "--task", task, "--k", str(k), "--steps", str(steps),
-               "--seed", str(seed), "--work", str(work), "--threads", str(threads)]  # fmt: skip
+               "--seed", str(seed), "--work", str(work), "--threads", str(threads), "--arm", arm]  # fmt: skip
     if init_from:
         command += ["--init-from", str(init_from)]
     start = time.perf_counter()
@@ -85,19 +98,25 @@ def spawn(task: str, k: int, steps: int, seed: int, work: Path, threads: int, in
 
 def study(args: argparse.Namespace) -> dict:
     """The source model (or ``--source-checkpoint``), then every arm x labelled sections x seed."""
-    tmp = Path(tempfile.mkdtemp(prefix="transfer-"))
+    with tempfile.TemporaryDirectory(prefix="transfer-") as tmp:
+        return _study(args, Path(tmp))
+
+
+def _study(args: argparse.Namespace, tmp: Path) -> dict:
     if args.source_checkpoint:
         ckpt, source = Path(args.source_checkpoint), {"checkpoint": args.source_checkpoint}
     else:
-        source = spawn(args.source, 12, args.source_steps, 0, tmp / "source", args.threads, None)
+        source = spawn(args.source, 12, args.source_steps, 0, tmp / "source", args.threads, "scratch", None)
         ckpt = tmp / "source" / "final.ckpt"
+        if args.save_source:
+            shutil.copyfile(ckpt, args.save_source)
     results: dict = {"source": {"task": args.source, "steps": args.source_steps, **source},
                      "target": args.target, "steps": args.steps, "runs": []}  # fmt: skip
     for k in args.sections:
         for seed in args.seeds:
             for arm in args.arms:
-                run = spawn(args.target, k, args.steps, seed, tmp / f"{arm}-{k}-{seed}", args.threads,
-                            source_weights(ckpt, arm))  # fmt: skip
+                run = spawn(args.target, k, args.steps, seed, tmp / f"{arm}-{k}-{seed}", args.threads, arm,
+                            source_weights(ckpt, arm, tmp))  # fmt: skip
                 results["runs"].append({"arm": arm, "sections": k, "seed": seed, **run})
                 print(json.dumps(results["runs"][-1]), file=sys.stderr, flush=True)
     results["summary"] = {
@@ -144,7 +163,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=120, help="training steps of every target run")
     p.add_argument("--source-steps", type=int, default=300, help="training steps of the source model")
     p.add_argument("--source-checkpoint", help="a source model trained before (skips training one)")
-    p.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
+    p.add_argument("--save-source", help="keep the source model trained here at this path")
+    p.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS)[:4])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", help="also write the JSON here")
     p.add_argument("--figure", help="PNG: Dice against labelled sections (with --plot: of those studies)")
@@ -155,6 +175,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, help=argparse.SUPPRESS)
     p.add_argument("--work", help=argparse.SUPPRESS)
     p.add_argument("--init-from", help=argparse.SUPPRESS)
+    p.add_argument("--arm", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.plot:
         return figure([json.loads(Path(f).read_text()) for f in args.plot], Path(args.figure))
