@@ -5,8 +5,7 @@ TCuP-GAN trained through the product's path (``tcupgan plan`` → ``fit --plan``
 ssTEM stack (``--source``, sections 0-11) starts the training of another task (``--target``) whose
 labels cover only the first k sections (``--sections``). Every target run takes the product's path with
 the same number of training steps (``--steps`` batches, each a generator and a discriminator step; the
-learning rates anneal over them), and is scored by
-Dice on the held-out sections 12-14. Arms:
+learning rates anneal over them), and is scored by Dice on the held-out sections 12-14. Arms:
 
 - ``scratch``: the target trained from a fresh initialisation;
 - ``finetune``: ``--model.init_from SOURCE`` as ``tcupgan finetune --from`` does by default (every
@@ -14,14 +13,14 @@ Dice on the held-out sections 12-14. Arms:
 - ``finetune_fresh_head``: the same without the source's output head (the class it names is not the
   target's);
 - ``finetune_fresh_head_discriminator``: neither the head nor the discriminator (which judged the
-  source's masks) loaded.
+  source's masks) loaded;
 - ``finetune_frozen_encoder``: ``--model.freeze encoder``; ``finetune_slow_pretrained``:
   ``--model.pretrained_lr_scale 0.1`` (loaded layers learn at a tenth of the rate).
 
 Each run is a process of its own. Prints one JSON document (and writes it to ``--out``).
 
     python studies/transfer/real_em.py --source membranes --target mitochondria --sections 1 3 12 \\
-        --seeds 0 1 --steps 120 --out studies/transfer/membranes_to_mitochondria.json
+        --seeds 0 1 --steps 120 --save-source membranes.ckpt --out mitochondria.json
 """
 
 from __future__ import annotations
@@ -112,11 +111,12 @@ def _study(args: argparse.Namespace, tmp: Path) -> dict:
             shutil.copyfile(ckpt, args.save_source)
     results: dict = {"source": {"task": args.source, "steps": args.source_steps, **source},
                      "target": args.target, "steps": args.steps, "runs": []}  # fmt: skip
+    starts = {arm: source_weights(ckpt, arm, tmp) for arm in args.arms}
     for k in args.sections:
         for seed in args.seeds:
             for arm in args.arms:
                 run = spawn(args.target, k, args.steps, seed, tmp / f"{arm}-{k}-{seed}", args.threads, arm,
-                            source_weights(ckpt, arm, tmp))  # fmt: skip
+                            starts[arm])  # fmt: skip
                 results["runs"].append({"arm": arm, "sections": k, "seed": seed, **run})
                 print(json.dumps(results["runs"][-1]), file=sys.stderr, flush=True)
     results["summary"] = {

@@ -170,8 +170,8 @@ def section(s: dict) -> list[str]:
             f"| {row['fine-tuned']['mean']:.3f} ± {row['fine-tuned']['sd']:.3f} | **{row['gain']:+.3f}** |"
         )
     same_material = (
-        "Between synthetic families that share neither images nor structures. Transfer between projects "
-        "imaging the same material, on the real ssTEM stack: "
+        "These two synthetic families share neither images nor structures. Transfer between projects "
+        "imaging the same material, measured on the real ssTEM stack: "
         "[studies/transfer](../studies/transfer/README.md)."
     )
     return [*lines, "", same_material, "", f"![Dice against label fraction]({FIGURE})"]
