@@ -47,7 +47,7 @@ ARMS = {
     "scratch": ((), ()),
     "finetune": ((), ()),
     "finetune_fresh_head": (("generator.head.",), ()),
-    "finetune_fresh_head_discriminator": (("generator.head.", "discriminator."), ()),
+    "finetune_fresh_head_discriminator": (("generator.head.",), ("--model.reset_discriminator", "true")),
     "finetune_frozen_encoder": ((), ("--model.freeze", "encoder")),
     "finetune_slow_pretrained": ((), ("--model.pretrained_lr_scale", "0.1")),
 }
