@@ -407,7 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--window-batch", type=int,
         help="sliding windows per generator call (default: as many as half the GPU's free memory holds; "
-        "4 on a CPU); the numbers do not change",
+        "on a CPU 4 in float32, in bf16 as many as 2^19 voxels hold, 1-4); the numbers do not change",
     )  # fmt: skip
     p.add_argument(
         "--compile", action=argparse.BooleanOptionalAction, default=None,

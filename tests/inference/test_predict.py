@@ -323,6 +323,22 @@ def test_more_windows_per_call_give_the_same_prediction(trained, tmp_path):
         predict_store(ckpt, store_path, window_batch=0)
 
 
+def test_a_cpu_batches_small_bf16_windows_and_not_large_ones(trained):
+    """On a CPU, float32 takes 4 windows a call; bf16 as many as 2^19 voxels hold: 4 of 32 x 64², one
+    whole 1024² section (faster and half the memory of four, studies/cpu-inference)."""
+    import torch
+
+    from tcupgan.inference.predict import load_model, windows_per_batch
+
+    generator = load_model(trained[1], "cpu").generator
+    cpu = torch.device("cpu")
+    assert windows_per_batch(generator, 1, (1, 1024, 1024), cpu) == 4
+    generator.to(torch.bfloat16)
+    assert windows_per_batch(generator, 1, (32, 64, 64), cpu) == 4
+    assert windows_per_batch(generator, 1, (1, 512, 512), cpu) == 2
+    assert windows_per_batch(generator, 1, (1, 1024, 1024), cpu) == 1
+
+
 def test_blocks_follow_the_voxel_budget_and_a_cube_that_fits_is_one_pass(trained, tmp_path, monkeypatch):
     """A cube within the block budget is predicted as one sliding-window pass (MONAI's own, on the whole
     normalised cube); a larger one in blocks whose margins keep it close to that pass."""
