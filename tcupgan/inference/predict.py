@@ -393,9 +393,10 @@ def predict_store(
 
     ``precision``: ``auto`` (bf16 on CUDA GPUs and CPUs that have bf16 arithmetic, else float32), ``32``
     or ``bf16``.
-    ``window_batch``: sliding windows per generator call (None: from the GPU's free memory, 4 on a CPU);
-    a speed choice, the numbers are the same. ``compile``: run the generator compiled (None: on CUDA GPUs,
-    as CUDA graphs); the first run compiles, later runs load the compiled kernels from the cache.
+    ``window_batch``: sliding windows per generator call (None: ``windows_per_batch``, from the GPU's free
+    memory or the CPU's precision); a speed choice, the numbers are the same.
+    ``compile``: run the generator compiled (None: on CUDA GPUs, as CUDA graphs); the first run compiles,
+    later runs load the compiled kernels from the cache.
     ``reference``: the store whose labelled train-split cubes define "familiar" for ``slice_novelty``
     (default: this store); without any, novelty is left out with a warning.
 
