@@ -284,6 +284,31 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"tcupgan {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
+    _add_store_commands(sub)
+    isub = _add_ingest_commands(sub)
+    _add_training_commands(sub)
+    _add_predict_commands(sub)
+    add_galaxy_commands(sub)
+    add_layout_commands(sub, isub)
+    add_volunteer_commands(sub)
+    p = add_command(
+        sub,
+        "demo",
+        "Run the whole loop on synthetic data: train, predict, select, upload, harvest, retrain.",
+        "tcupgan demo --out demo-run --quick",
+        cmd_demo,
+    )
+    p.add_argument("--out", default="demo-run", help="a new folder for everything the demo makes (demo-run)")
+    p.add_argument("--quick", action="store_true", help="tiny cubes and few epochs (about a minute)")
+    p.add_argument("--fail-rate", type=float, default=0.2, help="faults injected into the sandbox (0.2)")
+    sub.add_parser(
+        "bench", help="Run a benchmark (all, predict_speed, transfer, galaxy ...; --help).", add_help=False
+    )
+    return parser
+
+
+def _add_store_commands(sub: argparse._SubParsersAction) -> None:
+    """info, clean, synth, export, show: make and look at stores."""
     p = add_command(
         sub,
         "info",
@@ -314,6 +339,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shape", type=int, nargs=3, metavar=("D", "H", "W"), help="cube size (family default)")
     p.add_argument("--overwrite", action="store_true", help="replace cubes that already exist")
 
+    p = add_command(
+        sub, "export", "Write a cube's image, label or prediction to NIfTI, TIFF or PNG.",
+        "tcupgan export brats.zarr BraTS-GLI-00001-000 --to seg.nii.gz --what label", cmd_export,
+    )  # fmt: skip
+    add_store_argument(p, cube=True)
+    p.add_argument("--to", required=True, help="output file: .nii.gz, .nii, .tif or .png")
+    p.add_argument("--what", default="image", help="array to export: image, label, prediction, ...")
+    p.add_argument("--channel", help="export one channel (name such as t1c, or index)")
+
+    p = add_command(
+        sub, "show", "Save a PNG of a few slices of a cube with its label outlined.",
+        "tcupgan show demo.zarr fatchecker-s0-0000 --out cube.png --slices 8 16", cmd_show,
+    )  # fmt: skip
+    add_store_argument(p, cube=True)
+    p.add_argument("--out", required=True, help="PNG file to write")
+    p.add_argument(
+        "--slices", type=int, nargs="+", help="slice indices (default: quarter, middle, three quarters)"
+    )
+
+
+def _add_ingest_commands(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
+    """ingest brats, tiff, images; returns ingest's own subcommands for more sources."""
     ingest = sub.add_parser(
         "ingest", help="Ingest BraTS, nnU-Net and NIfTI volumes, TIFF stacks or 2D images into a store."
     )
@@ -352,23 +399,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--boxes", help="CSV of boxes (image,x_min,x_max,y_min,y_max) as weak labels instead")
     p.add_argument("--pixel-scale", type=float, default=1.0, help="pixel size (e.g. arcsec or m per pixel)")
     add_ingest_options(p, names=True, label_mode=True)
+    return isub
 
-    p = add_command(
-        sub, "plan", "Derive training and prediction settings from a store's data and this machine.",
-        "tcupgan plan --store em.zarr --out plan.yaml && tcupgan fit --plan plan.yaml", cmd_plan,
-    )  # fmt: skip
-    p.add_argument("--store", required=True, help="the cube store to plan for (its labelled train cubes)")
-    p.add_argument("--out", default="plan.yaml", help="the plan, a LightningCLI config (plan.yaml)")
 
-    p = add_command(
-        sub, "export", "Write a cube's image, label or prediction to NIfTI, TIFF or PNG.",
-        "tcupgan export brats.zarr BraTS-GLI-00001-000 --to seg.nii.gz --what label", cmd_export,
-    )  # fmt: skip
-    add_store_argument(p, cube=True)
-    p.add_argument("--to", required=True, help="output file: .nii.gz, .nii, .tif or .png")
-    p.add_argument("--what", default="image", help="array to export: image, label, prediction, ...")
-    p.add_argument("--channel", help="export one channel (name such as t1c, or index)")
-
+def _add_predict_commands(sub: argparse._SubParsersAction) -> None:
+    """predict and evaluate."""
     p = add_command(
         sub, "predict", "Predict cubes of a store with a checkpoint: probabilities, masks, per-slice scores.",
         "tcupgan predict --ckpt runs/demo/lightning_logs/version_0/checkpoints/last.ckpt \\\n"
@@ -427,29 +462,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="BraTS challenge: lesion dilation and minimum volume (default GLI)")  # fmt: skip
     p.add_argument("--out", required=True, help="folder for CSV tables and PNG figures")
 
-    p = add_command(
-        sub, "show", "Save a PNG of a few slices of a cube with its label outlined.",
-        "tcupgan show demo.zarr fatchecker-s0-0000 --out cube.png --slices 8 16", cmd_show,
-    )  # fmt: skip
-    add_store_argument(p, cube=True)
-    p.add_argument("--out", required=True, help="PNG file to write")
-    p.add_argument(
-        "--slices", type=int, nargs="+", help="slice indices (default: quarter, middle, three quarters)"
-    )
 
-    add_galaxy_commands(sub)
-    add_layout_commands(sub, isub)
-    add_volunteer_commands(sub)
+def _add_training_commands(sub: argparse._SubParsersAction) -> None:
+    """plan, and fit and finetune, whose arguments LightningCLI parses."""
     p = add_command(
-        sub,
-        "demo",
-        "Run the whole loop on synthetic data: train, predict, select, upload, harvest, retrain.",
-        "tcupgan demo --out demo-run --quick",
-        cmd_demo,
-    )
-    p.add_argument("--out", default="demo-run", help="a new folder for everything the demo makes (demo-run)")
-    p.add_argument("--quick", action="store_true", help="tiny cubes and few epochs (about a minute)")
-    p.add_argument("--fail-rate", type=float, default=0.2, help="faults injected into the sandbox (0.2)")
+        sub, "plan", "Derive training and prediction settings from a store's data and this machine.",
+        "tcupgan plan --store em.zarr --out plan.yaml && tcupgan fit --plan plan.yaml", cmd_plan,
+    )  # fmt: skip
+    p.add_argument("--store", required=True, help="the cube store to plan for (its labelled train cubes)")
+    p.add_argument("--out", default="plan.yaml", help="the plan, a LightningCLI config (plan.yaml)")
     sub.add_parser(
         "fit",
         help="Train TCuP-GAN (LightningCLI: --plan plan.yaml, --config demo, --print_config, "
@@ -457,13 +478,9 @@ def build_parser() -> argparse.ArgumentParser:
         add_help=False,
     )  # fmt: skip
     sub.add_parser(
-        "bench", help="Run a benchmark (all, predict_speed, transfer, galaxy ...; --help).", add_help=False
-    )
-    sub.add_parser(
         "finetune", help="Train a new project from a trained checkpoint (--from CKPT --freeze encoder ...).",
         add_help=False,
     )  # fmt: skip
-    return parser
 
 
 def _min_size(text: str) -> int | dict[int, int]:

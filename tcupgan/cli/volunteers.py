@@ -110,6 +110,13 @@ def cmd_harvest(args: argparse.Namespace) -> None:
 
 def add_volunteer_commands(sub) -> None:
     """Register select, render, upload, sandbox and harvest on the ``tcupgan`` parser."""
+    _add_selection_commands(sub)
+    _add_upload_commands(sub)
+    _add_harvest_command(sub)
+
+
+def _add_selection_commands(sub) -> None:
+    """select and render."""
     p = add_command(
         sub, "select",
         "Rank slices by how poorly generalised they look and pick a budget for volunteers (never a slice "
@@ -151,6 +158,9 @@ def add_volunteer_commands(sub) -> None:
     p.add_argument("--out", required=True, help="folder for frames and manifest.csv")
     p.add_argument("--channel", help="show one channel in grey (e.g. t1c) instead of a colour composite")
 
+
+def _add_upload_commands(sub) -> None:
+    """upload, and the sandbox it can talk to."""
     p = add_command(
         sub,
         "upload",
@@ -185,6 +195,8 @@ def add_volunteer_commands(sub) -> None:
         "--classes", default="region", help="class names for the workflow's drawing tools (first start)"
     )
 
+
+def _add_harvest_command(sub) -> None:
     p = add_command(
         sub,
         "harvest",
