@@ -381,7 +381,9 @@ def _step_split(s: dict) -> list[str]:
                 "",
                 f"TCuP-GAN's training step ({task}, {budget} s{precision}): {split['step_total']:.2f} s, of "
                 f"which the generator {generator:.2f} s (forward {split['generator_forward']:.2f} s), the "
-                f"discriminator {critic:.2f} s and waiting for data {split['data']:.2f} s.",
+                f"discriminator {critic:.2f} s and waiting for data {split['data']:.2f} s; `predict` of the "
+                f"held-out sections (saving and loading the checkpoint and writing the store included) "
+                f"{tcupgan['predict_seconds']:.1f} s.",
             ]
     return lines
 
