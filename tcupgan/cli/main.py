@@ -307,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_store_commands(sub: argparse._SubParsersAction) -> None:
+def _add_store_commands(sub) -> None:
     """info, clean, synth, export, show: make and look at stores."""
     p = add_command(
         sub,
@@ -359,7 +359,7 @@ def _add_store_commands(sub: argparse._SubParsersAction) -> None:
     )
 
 
-def _add_ingest_commands(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
+def _add_ingest_commands(sub):
     """ingest brats, tiff, images; returns ingest's own subcommands for more sources."""
     ingest = sub.add_parser(
         "ingest", help="Ingest BraTS, nnU-Net and NIfTI volumes, TIFF stacks or 2D images into a store."
@@ -402,7 +402,7 @@ def _add_ingest_commands(sub: argparse._SubParsersAction) -> argparse._SubParser
     return isub
 
 
-def _add_predict_commands(sub: argparse._SubParsersAction) -> None:
+def _add_predict_commands(sub) -> None:
     """predict and evaluate."""
     p = add_command(
         sub, "predict", "Predict cubes of a store with a checkpoint: probabilities, masks, per-slice scores.",
@@ -463,7 +463,7 @@ def _add_predict_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="folder for CSV tables and PNG figures")
 
 
-def _add_training_commands(sub: argparse._SubParsersAction) -> None:
+def _add_training_commands(sub) -> None:
     """plan, and fit and finetune, whose arguments LightningCLI parses."""
     p = add_command(
         sub, "plan", "Derive training and prediction settings from a store's data and this machine.",
