@@ -7,10 +7,10 @@ same 8 single-section crops of 256 x 256 per step from ``tools/bench/real_em.py`
 product``: NAdam betas 0.9/0.99, the loss x 100 and gradient norms clipped to 1, as ``TCuPGAN`` trains;
 ``nadam``: NAdam alone),
 then held-out Dice of sections 12-14 after ``--steps`` steps. Prints one JSON line.
-``tcupgan_paper_levels`` is the generator without its per-level convolution (``level_conv=False``).
-``tcupgan_added_skips``: decoder levels that add the skip instead of concatenating it
-(``studies/cpu-inference``). ``original_wide_last``: the original's layout with its last decoder level 16
-channels wide instead of one per class.
+``tcupgan`` is the product's generator; ``tcupgan_concatenated_skips`` the same with decoder levels that
+concatenate the skip (``skip_merge="concatenate"``, the default until 2026-12-07); ``tcupgan_paper_levels``
+the paper's levels: no per-level convolutions, concatenated skips. ``original_wide_last``: the original's
+layout with its last decoder level 16 channels wide instead of one per class.
 
     python studies/real-em/per_step.py --network tcupgan --task mitochondria --steps 50
     python studies/real-em/per_step.py --network original --task membranes --steps 50
@@ -37,7 +37,7 @@ from monai.losses import DiceCELoss  # noqa: E402
 from tcupgan.data import CubeStore  # noqa: E402
 from tcupgan.data.transforms import normalise  # noqa: E402
 from tcupgan.metrics.lesion_wise import mask_dice  # noqa: E402
-from tcupgan.models import ConvLSTM, TCuPGenerator  # noqa: E402
+from tcupgan.models import TCuPGenerator  # noqa: E402
 from tools.bench.original_layout import OriginalLayoutUNet  # noqa: E402
 from tools.bench.real_em import build_store, crop_sampler, monai_net  # noqa: E402
 
@@ -53,28 +53,11 @@ class Sections(torch.nn.Module):
         return self.net(x[:, :, None])[:, :, 0]
 
 
-class AddedSkip(torch.nn.Module):
-    """A decoder ConvLSTM of w channels fed ``up(x) + skip`` where the generator concatenates them (2w)."""
-
-    def __init__(self, width: int) -> None:
-        super().__init__()
-        self.lstm = ConvLSTM(width, width)
-
-    def forward(self, upsampled_and_skip: torch.Tensor, state):
-        upsampled, skip = upsampled_and_skip.chunk(2, dim=1)
-        return self.lstm(upsampled + skip, state)
-
-
-def added_skips_generator() -> TCuPGenerator:
-    """The generator whose decoder levels add the skip: half the input of every decoder ConvLSTM."""
-    net = TCuPGenerator(1, 1)
-    net.decoders = torch.nn.ModuleList(AddedSkip(w) for w in net.widths[-2::-1])
-    return net
-
-
 def network(name: str) -> torch.nn.Module:
-    if name == "tcupgan_added_skips":
-        return Sections(added_skips_generator())
+    if name == "tcupgan_concatenated_skips":
+        return Sections(TCuPGenerator(1, 1, skip_merge="concatenate"))
+    if name == "tcupgan_paper_levels":
+        return Sections(TCuPGenerator(1, 1, level_conv=False, skip_merge="concatenate"))
     if name == "basicunet":
         return monai_net("monai_basicunet_2d")
     if name == "original":
@@ -83,7 +66,7 @@ def network(name: str) -> torch.nn.Module:
         net = OriginalLayoutUNet(1, 16)
         net.head = torch.nn.Conv3d(16, 1, (1, 3, 3), padding=(0, 1, 1))
         return Sections(net)
-    return Sections(TCuPGenerator(1, 1, level_conv=name != "tcupgan_paper_levels"))
+    return Sections(TCuPGenerator(1, 1))
 
 
 def train(args: argparse.Namespace) -> dict:
@@ -132,7 +115,7 @@ def main() -> None:
         choices=[
             "tcupgan",
             "tcupgan_paper_levels",
-            "tcupgan_added_skips",
+            "tcupgan_concatenated_skips",
             "original",
             "original_wide_last",
             "basicunet",

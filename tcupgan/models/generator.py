@@ -103,6 +103,10 @@ class TCuPGenerator(nn.Module):
             convolution never runs and a level is one convolution with a gated activation; the second
             convolution, as every U-Net level has, learns more per step for about 13% more arithmetic
             (studies/real-em). Off is the paper's network.
+        skip_merge: how a decoder level takes the encoder's output at its resolution: ``add``
+            (``up(x) + skip``, w channels, as LinkNet does) or ``concatenate`` (the paper: its ConvLSTM
+            reads 2w channels). Adding does a third less arithmetic on single sections and a fifth less
+            on cubes, and in the same training time learned as much (studies/real-em).
 
     Planes whose size is not a multiple of ``2 ** (len(widths) - 1)`` are zero-padded on the way in and
     cropped on the way out.
@@ -125,12 +129,16 @@ class TCuPGenerator(nn.Module):
         batched_input: bool | None = None,
         seed_decoder: bool = True,
         level_conv: bool = True,
+        skip_merge: str = "add",
     ) -> None:
         super().__init__()
         widths = tuple(int(w) for w in widths)
         if len(widths) < 2 or min(widths) < 1:
             raise ValueError(f"widths needs at least two positive levels, got {widths}")
         SliceNorm(1, norm)  # validates the name before anything is built
+        if skip_merge not in ("concatenate", "add"):
+            raise ValueError(f"skip_merge must be 'concatenate' or 'add', got {skip_merge!r}")
+        self.skip_merge = skip_merge
         self.in_channels, self.out_channels, self.widths = in_channels, out_channels, widths
         self.divisor = 2 ** (len(widths) - 1)
         lstm = {"kernel_size": kernel_size, "bidirectional": bidirectional, "batched_input": batched_input}
@@ -143,7 +151,8 @@ class TCuPGenerator(nn.Module):
         self.ups = nn.ModuleList(
             _Up(deep, w, norm) for deep, w in zip(widths[:0:-1], widths[-2::-1], strict=True)
         )
-        self.decoders = nn.ModuleList(ConvLSTM(2 * w, w, **lstm) for w in widths[-2::-1])
+        merged = 2 if skip_merge == "concatenate" else 1
+        self.decoders = nn.ModuleList(ConvLSTM(merged * w, w, **lstm) for w in widths[-2::-1])
         self.encoder_convs, self.decoder_convs = (
             nn.ModuleList(_LevelConv(w, norm) if level_conv else nn.Identity() for w in level_widths)
             for level_widths in (widths, widths[-2::-1])
@@ -189,7 +198,8 @@ class TCuPGenerator(nn.Module):
                 x = F.max_pool3d(self.dropout(x), (1, 2, 2))
         levels = zip(self.ups, self.decoders, self.decoder_convs, skips[::-1], seeds[::-1], strict=True)
         for up, decoder, conv, skip, seed in levels:
-            x, _ = decoder(torch.cat([up(x), skip], dim=1), (None, seed))
+            x = torch.cat([up(x), skip], dim=1) if self.skip_merge == "concatenate" else up(x) + skip
+            x, _ = decoder(x, (None, seed))
             x = conv(x)
         logits = self.head(x)
         return logits[..., :h, :w]

@@ -110,6 +110,8 @@ class TCuPGAN(L.LightningModule):
         dropout: generator dropout after encoder levels.
         level_conv: a per-slice convolution after every generator level (see :class:`TCuPGenerator`;
             false is the paper's generator).
+        skip_merge: how generator decoder levels take the encoder's skip: ``add`` or ``concatenate``
+            (the paper; see :class:`TCuPGenerator`).
         norm: generator/discriminator normalisation (instance per slice, batch, none).
         disc_width: discriminator first-layer filters.
         disc_layers: discriminator strided blocks.
@@ -149,6 +151,7 @@ class TCuPGAN(L.LightningModule):
         bidirectional: bool = False,
         dropout: float = 0.0,
         level_conv: bool = True,
+        skip_merge: str = "add",
         norm: str = "instance",
         disc_width: int = 16,
         disc_layers: int = 4,
@@ -226,14 +229,17 @@ class TCuPGAN(L.LightningModule):
             dropout=hp.dropout,
             norm=hp.norm,
             level_conv=hp.level_conv,
+            skip_merge=hp.skip_merge,
         )
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["state_dict"] = uncompiled(checkpoint["state_dict"])  # old compiled checkpoints
         saved = checkpoint.get("hyper_parameters")
-        if saved is not None and "level_conv" not in saved:
-            # written before generators had level convolutions (2026-12-06): it holds the paper's generator
-            self.hparams.level_conv = False
+        # generator choices whose default changed, as checkpoints written before them hold them
+        older = {"level_conv": False, "skip_merge": "concatenate"}  # before 2026-12-06 / 2026-12-07
+        older = {name: value for name, value in older.items() if saved is not None and name not in saved}
+        if older:
+            self.hparams.update(older)
             self.generator = self._build_generator().to(self.device)
             self.configure_model()  # resuming with --model.compile true: Lightning compiled the one replaced
 

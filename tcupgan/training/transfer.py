@@ -100,13 +100,33 @@ def transfer_weights(
             report.fresh.append(f"{name} {tuple(old.shape)} → {tuple(tensor.shape)}")
             merged[name] = tensor
     model.load_state_dict(merged)
-    if any(".encoder_convs." in name for name in report.fresh):
+    fixes = _pretrained_generator_settings(source, own)
+    if fixes:
         log.warning(
-            "'%s' holds a generator without level convolutions (the paper's network): fresh ones now sit "
-            "between its pretrained levels; add --model.level_conv false to fine-tune its own network",
+            "'%s' holds a generator built otherwise (the paper's choices, or an older tcupgan's): where "
+            "its tensors do not fit, fresh ones train; add %s to fine-tune its own network",
             path,
+            " ".join(fixes),
         )
     return report
+
+
+def _pretrained_generator_settings(
+    source: dict[str, torch.Tensor], own: dict[str, torch.Tensor]
+) -> list[str]:
+    """The ``fit`` arguments that would rebuild the pretrained generator, where its level convolutions or
+    its skip merging differ from the model's (e.g. a checkpoint from before these defaults changed)."""
+    fixes = []
+    if any(".encoder_convs." in n for n in own) and not any(".encoder_convs." in n for n in source):
+        fixes.append("--model.level_conv false")
+    decoder = "generator.decoders.0.input_convs.0.weight"
+    if decoder in source and decoder in own:
+        theirs, ours = source[decoder].shape[1], own[decoder].shape[1]
+        if theirs == 2 * ours:
+            fixes.append("--model.skip_merge concatenate")
+        elif 2 * theirs == ours:
+            fixes.append("--model.skip_merge add")
+    return fixes
 
 
 def freeze(model: nn.Module, what: str) -> list[str]:

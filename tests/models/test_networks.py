@@ -104,18 +104,23 @@ def test_generator_shapes_3d_2d_and_odd_sizes(shape):
     assert out.shape == (shape[0], 3, *shape[2:])
 
 
-def test_paper_widths_parameter_count_and_the_level_convolutions_share():
+def test_paper_widths_parameter_counts_with_level_convolutions_and_added_skips():
     def count(net: torch.nn.Module) -> int:
         return sum(p.numel() for p in net.parameters())
 
-    paper, default = count(TCuPGenerator(4, 3, level_conv=False)), count(TCuPGenerator(4, 3))
+    paper = count(TCuPGenerator(4, 3, level_conv=False, skip_merge="concatenate"))
+    concatenated = count(TCuPGenerator(4, 3, skip_merge="concatenate"))
     assert 2.0e6 < paper < 2.6e6  # the paper reports ~2.37 M for BraTS
-    assert 1.05 < default / paper < 1.2  # one w x w 3 x 3 convolution per level beside its ConvLSTM
+    assert 1.05 < concatenated / paper < 1.2  # one w x w 3 x 3 convolution per level beside its ConvLSTM
+    # an added skip halves each decoder ConvLSTM's input: 4w x w x 3 x 3 weights fewer per decoder level
+    assert concatenated - count(TCuPGenerator(4, 3)) == sum(4 * w * w * 9 for w in (16, 32, 48, 64))
 
 
 def test_bad_configuration_raises_with_the_fix():
     with pytest.raises(ValueError, match="norm"):
         TCuPGenerator(1, 1, norm="group")
+    with pytest.raises(ValueError, match="'concatenate' or 'add'"):
+        TCuPGenerator(1, 1, skip_merge="sum")
     with pytest.raises(ValueError, match="two positive levels"):
         TCuPGenerator(1, 1, widths=(8,))
     with pytest.raises(ValueError, match=r"unsqueeze\(2\)"):

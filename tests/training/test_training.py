@@ -226,28 +226,37 @@ def test_gpu_switches_run_on_cpu_and_keep_checkpoints_portable(store, tmp_path, 
     torch.testing.assert_close(loaded.generator.state_dict(), after)
 
 
-def test_a_checkpoint_from_before_level_convolutions_predicts_as_it_was_trained(tmp_path):
-    """Checkpoints written before ``level_conv`` existed hold the paper's generator: they load as such."""
+@pytest.mark.parametrize(
+    "missing, generator",
+    [
+        (["level_conv", "skip_merge"], {"level_conv": False, "skip_merge": "concatenate"}),  # the paper's
+        (["skip_merge"], {"level_conv": True, "skip_merge": "concatenate"}),
+    ],
+)
+def test_a_checkpoint_from_before_a_default_changed_predicts_as_it_was_trained(tmp_path, missing, generator):
+    """Checkpoints written before ``level_conv`` or ``skip_merge`` existed hold the generator of their
+    day: they load as such."""
     from tcupgan.inference.predict import load_model
     from tcupgan.training.module import write_checkpoint
 
     torch.manual_seed(0)
-    paper = TCuPGAN(1, 1, level_conv=False, **SMALL_MODEL).eval()
-    path = write_checkpoint(paper, tmp_path / "old.ckpt")
+    old = TCuPGAN(1, 1, **generator, **SMALL_MODEL).eval()
+    path = write_checkpoint(old, tmp_path / "old.ckpt")
     checkpoint = torch.load(path, weights_only=False)
-    del checkpoint["hyper_parameters"]["level_conv"]  # as an older tcupgan wrote it
+    for name in missing:  # as an older tcupgan wrote it
+        del checkpoint["hyper_parameters"][name]
     torch.save(checkpoint, path)
     loaded = load_model(path, "cpu")
     x = torch.randn(1, 1, 2, 32, 32)
-    assert not loaded.hparams.level_conv
-    torch.testing.assert_close(loaded(x), paper(x))
+    assert {name: loaded.hparams[name] for name in generator} == generator
+    torch.testing.assert_close(loaded(x), old(x))
     current = write_checkpoint(TCuPGAN(1, 1, **SMALL_MODEL), tmp_path / "new.ckpt")
-    assert load_model(current, "cpu").hparams.level_conv
+    assert load_model(current, "cpu").generator.skip_merge == "add"
     # `fit --ckpt_path old.ckpt --model.compile true`: the rebuilt generator is compiled as the first was
     resumed = TCuPGAN(1, 1, compile=True, **SMALL_MODEL)
     resumed.configure_model()
     resumed.on_load_checkpoint(checkpoint)
-    assert not resumed.hparams.level_conv and resumed.generator._compiled_call_impl is not None
+    assert resumed.generator.skip_merge == "concatenate" and resumed.generator._compiled_call_impl is not None
 
 
 def test_nan_in_batch_is_caught(store, tmp_path):

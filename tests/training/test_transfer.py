@@ -60,7 +60,7 @@ def test_checkpoints_of_a_torch_compile_wrapped_generator_still_load(tmp_path):
     assert not report.fresh and not report.adapted
 
 
-def test_a_paper_generator_into_the_default_one_warns_how_to_keep_its_network(tmp_path, caplog):
+def test_an_older_generator_into_the_default_one_warns_how_to_keep_its_network(tmp_path, caplog):
     paper = write_checkpoint(TCuPGAN(1, 1, ["fg"], **SMALL, level_conv=False), tmp_path / "paper.ckpt")
     report = transfer_weights(TCuPGAN(1, 1, ["fg"], **SMALL), paper)
     assert any(".encoder_convs." in name for name in report.fresh)
@@ -68,6 +68,11 @@ def test_a_paper_generator_into_the_default_one_warns_how_to_keep_its_network(tm
     caplog.clear()
     report = transfer_weights(TCuPGAN(1, 1, ["fg"], **SMALL, level_conv=False), paper)
     assert not report.fresh and "level_conv" not in caplog.text
+    concatenated = TCuPGAN(1, 1, ["fg"], **SMALL, skip_merge="concatenate")
+    concatenated = write_checkpoint(concatenated, tmp_path / "concatenated.ckpt")
+    report = transfer_weights(TCuPGAN(1, 1, ["fg"], **SMALL), concatenated)
+    assert any(".decoders." in name for name in report.fresh)
+    assert "add --model.skip_merge concatenate to" in caplog.text and "level_conv" not in caplog.text
 
 
 @pytest.mark.slow
