@@ -151,8 +151,8 @@ class TCuPGenerator(nn.Module):
         self.ups = nn.ModuleList(
             _Up(deep, w, norm) for deep, w in zip(widths[:0:-1], widths[-2::-1], strict=True)
         )
-        merged = 2 if skip_merge == "concatenate" else 1
-        self.decoders = nn.ModuleList(ConvLSTM(merged * w, w, **lstm) for w in widths[-2::-1])
+        skip_inputs = 2 if skip_merge == "concatenate" else 1  # decoder input channels per width
+        self.decoders = nn.ModuleList(ConvLSTM(skip_inputs * w, w, **lstm) for w in widths[-2::-1])
         self.encoder_convs, self.decoder_convs = (
             nn.ModuleList(_LevelConv(w, norm) if level_conv else nn.Identity() for w in level_widths)
             for level_widths in (widths, widths[-2::-1])

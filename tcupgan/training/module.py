@@ -97,6 +97,11 @@ def make_seg_loss(name: str) -> torch.nn.Module:
     return losses[name]()
 
 
+# generator settings whose default changed, as checkpoints written before they existed hold them
+# (level convolutions from 2026-12-06, added skips from 2026-12-07)
+_OLDER_GENERATOR = {"level_conv": False, "skip_merge": "concatenate"}
+
+
 class TCuPGAN(L.LightningModule):
     """The TCuP-GAN model for training, validation and checkpoints.
 
@@ -235,9 +240,7 @@ class TCuPGAN(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["state_dict"] = uncompiled(checkpoint["state_dict"])  # old compiled checkpoints
         saved = checkpoint.get("hyper_parameters")
-        # generator choices whose default changed, as checkpoints written before them hold them
-        older = {"level_conv": False, "skip_merge": "concatenate"}  # before 2026-12-06 / 2026-12-07
-        older = {name: value for name, value in older.items() if saved is not None and name not in saved}
+        older = {} if saved is None else {k: v for k, v in _OLDER_GENERATOR.items() if k not in saved}
         if older:
             self.hparams.update(older)
             self.generator = self._build_generator().to(self.device)
