@@ -120,8 +120,7 @@ def slices_channels_last(net: TCuPGenerator, x: torch.Tensor) -> torch.Tensor:
                                              seeds[::-1], strict=True):  # fmt: skip
         upsampled = F.conv_transpose2d(s, up.up.weight[:, :, 0], up.up.bias, stride=2)
         upsampled = F.leaky_relu(_slice_norm(up.norm, upsampled), 0.2)
-        merged = torch.cat([upsampled, skip], 1) if net.skip_merge == "concatenate" else upsampled + skip
-        s, _ = _walk(decoder, merged, b, seed)
+        s, _ = _walk(decoder, net.merge_skip(upsampled, skip), b, seed)
         s = level_conv(conv, s)
     logits = F.conv2d(s, net.head.weight[:, :, 0], net.head.bias, padding=1)
     return logits.view(d, b, -1, h, w).permute(1, 2, 0, 3, 4).contiguous()

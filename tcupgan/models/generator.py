@@ -177,6 +177,12 @@ class TCuPGenerator(nn.Module):
         nn.init.xavier_uniform_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
+    def merge_skip(self, upsampled: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        """A decoder level's input: the upsampled deeper level and the encoder's skip, by ``skip_merge``."""
+        if self.skip_merge == "concatenate":
+            return torch.cat([upsampled, skip], dim=1)
+        return upsampled + skip
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, in_channels, D, H, W) float → logits (B, out_channels, D, H, W)."""
         if x.ndim != 5 or x.shape[1] != self.in_channels:
@@ -198,8 +204,7 @@ class TCuPGenerator(nn.Module):
                 x = F.max_pool3d(self.dropout(x), (1, 2, 2))
         levels = zip(self.ups, self.decoders, self.decoder_convs, skips[::-1], seeds[::-1], strict=True)
         for up, decoder, conv, skip, seed in levels:
-            x = torch.cat([up(x), skip], dim=1) if self.skip_merge == "concatenate" else up(x) + skip
-            x, _ = decoder(x, (None, seed))
+            x, _ = decoder(self.merge_skip(up(x), skip), (None, seed))
             x = conv(x)
         logits = self.head(x)
         return logits[..., :h, :w]
