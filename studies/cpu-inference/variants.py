@@ -4,20 +4,19 @@ Times one ``TCuPGenerator`` (random weights, eval mode, no gradients) on one inp
 interleaved rounds (``tools/bench/model_speed.median_seconds``), and prints one JSON line: seconds per call,
 speed against eager float32 and the largest logit difference from it. Variants:
 
-  * ``eager_fp32``: the product on CPUs without bf16 instructions (the reference);
+  * ``eager_fp32``: the product on CPUs without bf16 instructions (the reference); without gradients
+    it pools by the maximum of strided views and runs the gates by sigmoid alone;
+  * ``training_ops_fp32``: the same weights through the ops training uses (``max_pool3d``, tanh),
+    what inference ran until the fourteenth session;
   * ``eager_bf16``: ``predict --precision bf16``, the product's default on CPUs with them;
   * ``fused_gates``: each step's gate arithmetic as one compiled kernel (``ConvLSTM(fuse_gates=True)``);
-  * ``tanh_by_sigmoid``: tanh computed as 2 sigmoid(2x) - 1 (this build's tanh is not vectorised);
-  * ``pool_by_maximum`` (and ``_bf16``): in-plane max pooling as the maximum of four strided views
-    (this build's ``max_pool3d`` reads 0.5 G elements/s on 2 cores, 4-13x slower than that);
   * ``slices_channels_last``: the whole network on (D * B, C, H, W) channels-last slices, the layout
     oneDNN's 2D convolutions run fastest in (a prototype written here with the generator's weights);
   * ``compiled`` (``--compile``): the whole generator through ``torch.compile``; the first call compiles
     for minutes, its seconds are reported as ``compile_s``.
 
 ``--train`` times a training step instead (forward and backward of the mean logit), eager against the
-channels-last slices, in float32 and under bf16 autocast (the plan's precision on CPUs with bf16), and
-the pooling by maximum under bf16 autocast.
+channels-last slices, in float32 and under bf16 autocast (the plan's precision on CPUs with bf16).
 
     python studies/cpu-inference/variants.py --shape 4 1 32 64 64 --widths 8 16 32 64
     python studies/cpu-inference/variants.py --shape 1 4 32 128 128 --widths 16 32 48 64 128 --compile
@@ -40,42 +39,10 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from tcupgan.allocator import reuse_freed_memory  # noqa: E402
 from tcupgan.models import ConvLSTM, TCuPGenerator  # noqa: E402
 from tcupgan.models import convlstm as convlstm_module  # noqa: E402
 from tools.bench.model_speed import median_seconds  # noqa: E402
-
-
-def tanh_by_sigmoid_cell(gates: torch.Tensor, cx: torch.Tensor | None):
-    """``lstm_cell`` with tanh(x) = 2 sigmoid(2x) - 1, in place (inference only)."""
-
-    def tanh(x: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(x * 2).mul_(2).sub_(1)
-
-    i, f, o, g = gates.chunk(4, dim=1)
-    new = torch.sigmoid(i) * tanh(g)
-    cx = new if cx is None else torch.sigmoid(f) * cx + new
-    return torch.sigmoid(o) * tanh(cx), cx
-
-
-def pool_by_maximum(x: torch.Tensor, kernel_size) -> torch.Tensor:
-    """``F.max_pool3d(x, (1, 2, 2))`` as the maximum of the four strided views (even planes only)."""
-    b, c, d, h, w = x.shape
-    y = x.view(b, c, d, h // 2, 2, w // 2, 2)
-    top = torch.maximum(y[:, :, :, :, 0, :, 0], y[:, :, :, :, 0, :, 1])
-    return torch.maximum(top, torch.maximum(y[:, :, :, :, 1, :, 0], y[:, :, :, :, 1, :, 1]))
-
-
-def with_pool_by_maximum(call: Callable) -> Callable:
-    """``call`` with the generator's in-plane pooling done by :func:`pool_by_maximum`."""
-
-    def patched():
-        max_pool3d, F.max_pool3d = F.max_pool3d, pool_by_maximum
-        try:
-            return call()
-        finally:
-            F.max_pool3d = max_pool3d
-
-    return patched
 
 
 def _slice_norm(module, s: torch.Tensor) -> torch.Tensor:
@@ -127,34 +94,32 @@ def slices_channels_last(net: TCuPGenerator, x: torch.Tensor) -> torch.Tensor:
 
 
 def variants(net: TCuPGenerator, x: torch.Tensor, compile_too: bool) -> tuple[dict[str, Callable], dict]:
-    """name → a call returning float32 logits; and extra facts (compile seconds)."""
+    """name → a call returning float32 logits (called without gradients); and extra facts (compile
+    seconds)."""
     lstms = [m for m in net.modules() if isinstance(m, ConvLSTM)]
     net_bf16 = copy.deepcopy(net).bfloat16()
-    eager_cell = convlstm_module.lstm_cell
+    frozen = copy.deepcopy(net).requires_grad_(False)
 
-    def with_cell(cell, fused=False):
-        def call():
-            convlstm_module.lstm_cell = cell
+    def training_ops():
+        with torch.enable_grad():  # nothing requires a gradient: no graph, but the training path's ops
+            return frozen(x)
+
+    def fused():
+        for lstm in lstms:
+            lstm.fuse_gates = True
+        try:
+            return net(x)
+        finally:
             for lstm in lstms:
-                lstm.fuse_gates = fused
-            try:
-                return net(x)
-            finally:
-                convlstm_module.lstm_cell = eager_cell
-                for lstm in lstms:
-                    lstm.fuse_gates = None
-
-        return call
+                lstm.fuse_gates = None
 
     calls = {
-        "eager_fp32": with_cell(eager_cell),
+        "eager_fp32": lambda: net(x),
+        "training_ops_fp32": training_ops,
         "eager_bf16": lambda: net_bf16(x.bfloat16()).float(),
-        "fused_gates": with_cell(eager_cell, fused=True),
-        "tanh_by_sigmoid": with_cell(tanh_by_sigmoid_cell),
+        "fused_gates": fused,
         "slices_channels_last": lambda: slices_channels_last(net, x),
     }
-    calls["pool_by_maximum"] = with_pool_by_maximum(calls["eager_fp32"])
-    calls["pool_by_maximum_bf16"] = with_pool_by_maximum(calls["eager_bf16"])
     extra = {}
     if compile_too:
         compiled = torch.compile(net, dynamic=False)
@@ -184,7 +149,6 @@ def training_steps(net: TCuPGenerator, x: torch.Tensor) -> dict[str, Callable]:
         )
         for precision in ("fp32", "bf16_autocast")
     }
-    steps["pool_by_maximum_bf16_autocast"] = with_pool_by_maximum(steps["eager_bf16_autocast"])
     return steps
 
 
@@ -206,6 +170,7 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="also the whole generator compiled")
     parser.add_argument("--train", action="store_true", help="time training steps instead")
     args = parser.parse_args()
+    reuse_freed_memory()  # as predict and training do
     torch.manual_seed(0)
     net = TCuPGenerator(args.shape[1], 1, widths=args.widths).eval()
     x = torch.randn(args.shape)
@@ -214,7 +179,7 @@ def main() -> None:
         seconds = median_seconds(training_steps(net.train(), x), x.device, args.repeats)
         print(json.dumps(result | {"training_steps": timed(seconds, "eager_fp32")}))
         return
-    with torch.inference_mode():
+    with torch.no_grad():
         calls, extra = variants(net, x, args.compile)
         reference = calls["eager_fp32"]()
         difference = {name: float((call() - reference).abs().max()) for name, call in calls.items()}

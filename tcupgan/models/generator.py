@@ -46,16 +46,31 @@ class SliceNorm(nn.Module):
         if self.kind != "instance":
             return self.norm(x)
         # (B, C, D, H, W) viewed as (B, C * D, H, W): one instance per (channel, slice), no transposed
-        # copy; statistics in float32 also for a bf16 network (bf16's 8-bit mantissa loses small variances)
+        # copy. float32 weights also for a bf16 network: then PyTorch keeps the statistics in float32
+        # (bf16's 8-bit mantissa loses small variances) without a float32 copy of the activations
         b, c, d, h, w = x.shape
         norm = self.norm
         y = F.instance_norm(
-            x.reshape(b, c * d, h, w).float(),
+            x.reshape(b, c * d, h, w),
             weight=norm.weight.float().repeat_interleave(d),
             bias=norm.bias.float().repeat_interleave(d),
             eps=norm.eps,
         )
-        return y.to(x.dtype).view(b, c, d, h, w)
+        return y.view(b, c, d, h, w)
+
+
+def pool_in_plane(x: torch.Tensor) -> torch.Tensor:
+    """2 x 2 max pooling of every slice of (B, C, D, H, W), H and W even.
+
+    Without gradients it is the maximum of the four strided views, which on CPUs runs 3-7x faster than
+    ``max_pool3d`` (whose forward also finds the indices its backward needs); with gradients
+    ``max_pool3d``, whose backward is the faster one. Same numbers either way.
+    """
+    if torch.is_grad_enabled():
+        return F.max_pool3d(x, (1, 2, 2))
+    corners = x.unflatten(-1, (-1, 2)).unflatten(-3, (-1, 2))  # (..., H/2, 2, W/2, 2)
+    top = torch.maximum(corners[..., 0, :, 0], corners[..., 0, :, 1])
+    return torch.maximum(top, torch.maximum(corners[..., 1, :, 0], corners[..., 1, :, 1]))
 
 
 class _Up(nn.Module):
@@ -201,7 +216,7 @@ class TCuPGenerator(nn.Module):
             if level < len(self.encoders) - 1:
                 skips.append(x)
                 seeds.append(self.cell_seeds[level](c) if self.seed_decoder else None)
-                x = F.max_pool3d(self.dropout(x), (1, 2, 2))
+                x = pool_in_plane(self.dropout(x))
         levels = zip(self.ups, self.decoders, self.decoder_convs, skips[::-1], seeds[::-1], strict=True)
         for up, decoder, conv, skip, seed in levels:
             x, _ = decoder(self.merge_skip(up(x), skip), (None, seed))

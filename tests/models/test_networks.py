@@ -167,6 +167,42 @@ def test_generator_gives_the_same_numbers_batched_and_per_step():
         torch.testing.assert_close(net(x), expected, rtol=1e-5, atol=1e-5)
 
 
+def test_inference_without_gradients_gives_the_training_paths_numbers():
+    """Without gradients the generator pools by views and runs the sigmoid-only gate arithmetic."""
+    from tcupgan.models.convlstm import lstm_cell, lstm_cell_by_sigmoid
+    from tcupgan.models.generator import pool_in_plane
+
+    torch.manual_seed(0)
+    net = TCuPGenerator(1, 2, widths=(4, 8, 16)).eval()
+    x = torch.randn(2, 1, 5, 24, 20)
+    with torch.no_grad():
+        shortcut = net(x)
+    torch.testing.assert_close(shortcut, net(x).detach(), rtol=1e-5, atol=1e-5)
+
+    planes = torch.randn(2, 3, 4, 6, 8).round()  # rounding makes ties
+    with torch.no_grad():
+        assert torch.equal(pool_in_plane(planes), torch.nn.functional.max_pool3d(planes, (1, 2, 2)))
+    gates, cx = torch.randn(2, 12, 5, 5) * 4, torch.randn(2, 3, 5, 5)
+    for state in (cx, None):
+        torch.testing.assert_close(lstm_cell_by_sigmoid(gates, state), lstm_cell(gates, state))
+    half = gates.bfloat16(), cx.bfloat16()  # too coarse for tanh by sigmoid: the reference runs
+    assert all(map(torch.equal, lstm_cell_by_sigmoid(*half), lstm_cell(*half)))
+
+
+def test_slice_norm_of_bf16_keeps_float32_statistics():
+    """A small spread on a large mean: a mean rounded to bf16 (steps of 2^-7 near 1) would shift every
+    normalised value by up to a tenth; the output stays bf16."""
+    from tcupgan.models.generator import SliceNorm
+
+    torch.manual_seed(0)
+    x = (1 + 0.05 * torch.randn(2, 3, 4, 32, 32)).bfloat16()
+    y = SliceNorm(3).bfloat16()(x)
+    assert y.dtype == torch.bfloat16
+    plane = {"dim": (-2, -1), "keepdim": True}
+    exact = (x.double() - x.double().mean(**plane)) / x.double().std(**plane, correction=0)
+    torch.testing.assert_close(y.double(), exact, rtol=0.01, atol=0.02)
+
+
 @pytest.mark.parametrize("depth_kernel", [1, 3])
 def test_discriminator_patch_map_and_slice_scores(depth_kernel):
     disc = PatchDiscriminator(4, 3, width=8, n_layers=3, depth_kernel=depth_kernel)
