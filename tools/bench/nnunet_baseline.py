@@ -1,0 +1,145 @@
+"""nnU-Net v2 as a user runs it on serial EM sections, stopped by a wall-clock budget (``real_em``'s
+``nnunet_2d``).
+
+The sections become a 2D nnU-Net dataset (one PNG per section, as its natural-image datasets are), planned
+and preprocessed with its default planner, trained with its default trainer (SGD with Nesterov momentum,
+1e-2, Dice + cross-entropy with deep supervision, its data augmentation in the number of worker processes
+it picks for the machine) and predicted with its usual predictor (Gaussian sliding window, half-patch
+steps, mirroring). The one change is the length: the poly learning rate falls over the budget's seconds
+instead of 1000 epochs of 250 steps, which no CPU budget here comes near, as TCuP-GAN's does.
+Planning and preprocessing are outside the budget, as the other models' data preparation is.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+DATASET_ID = 901
+
+
+def write_dataset(sections: Path, raw: Path, task: str) -> Path:
+    """``real_em.build_store``'s section PNGs (``sections/{train,test}/{raw,label}/NN.png``) as an nnU-Net
+    raw dataset: ``imagesTr``, ``labelsTr`` (0/1), ``imagesTs``, ``dataset.json``."""
+    from nnunetv2.dataset_conversion.generate_dataset_json import generate_dataset_json
+
+    dataset = raw / f"Dataset{DATASET_ID}_EM"
+    for cube, images in (("train", "imagesTr"), ("test", "imagesTs")):
+        (dataset / images).mkdir(parents=True)
+        for png in sorted((sections / cube / "raw").glob("*.png")):
+            (dataset / images / f"em_{png.stem}_0000.png").symlink_to(png)
+    (dataset / "labelsTr").mkdir()
+    for png in sorted((sections / "train" / "label").glob("*.png")):
+        (dataset / "labelsTr" / f"em_{png.stem}.png").symlink_to(png)
+    cases = len(list((dataset / "labelsTr").iterdir()))
+    generate_dataset_json(
+        str(dataset), {0: "EM"}, {"background": 0, task: 1}, cases, ".png", dataset_name=dataset.name
+    )
+    return dataset
+
+
+@contextmanager
+def stdout_to_stderr():
+    """nnU-Net and its worker processes print to standard output, which carries the worker's JSON."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def budget_trainer(budget: float):
+    """nnU-Net's default trainer whose poly learning rate (exponent 0.9) runs over ``budget`` seconds."""
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+    class BudgetTrainer(nnUNetTrainer):
+        steps = 0
+
+        def run_training(self) -> None:
+            self.on_train_start()
+            self.network.train()
+            start = time.perf_counter()
+            while (elapsed := time.perf_counter() - start) < budget:
+                self.optimizer.param_groups[0]["lr"] = self.initial_lr * (1 - elapsed / budget) ** 0.9
+                self.train_step(next(self.dataloader_train))
+                self.steps += 1
+            self.on_train_end()
+
+    return BudgetTrainer
+
+
+def train_nnunet(sections: Path, work: Path, task: str, budget: float, seed: int) -> dict:
+    """Plan, preprocess, train for ``budget`` seconds and predict the held-out sections; their Dice."""
+    from PIL import Image
+
+    from tcupgan.metrics.lesion_wise import mask_dice
+
+    for name in ("raw", "preprocessed", "results"):
+        os.environ[f"nnUNet_{name}"] = str(work / name)
+    with stdout_to_stderr():
+        import torch
+        from nnunetv2.experiment_planning.plan_and_preprocess_api import (
+            extract_fingerprints,
+            plan_experiments,
+            preprocess,
+        )
+        from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+        from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
+
+        setup = time.perf_counter()
+        dataset = write_dataset(sections, work / "raw", task)
+        extract_fingerprints([DATASET_ID], check_dataset_integrity=True)
+        plans_name = plan_experiments([DATASET_ID])
+        preprocess([DATASET_ID], plans_name, configurations=("2d",), num_processes=(2,))
+        preprocessed = work / "preprocessed" / maybe_convert_to_dataset_name(DATASET_ID)
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+        plans, dataset_json = (
+            json.loads((preprocessed / f"{n}.json").read_text()) for n in (plans_name, "dataset")
+        )
+        trainer = budget_trainer(budget)({**plans, "continue_training": False}, "2d", "all", dataset_json,
+                                         torch.device("cpu"))  # fmt: skip
+        start = time.perf_counter()
+        trainer.run_training()
+        trained = time.perf_counter()
+        # the trained network as nnU-Net's own final validation hands it to its predictor (loading it back by
+        # the trainer's name would search nnunetv2's package for this class)
+        trainer.set_deep_supervision_enabled(False)
+        predictor = nnUNetPredictor(device=torch.device("cpu"), allow_tqdm=False)
+        predictor.manual_initialization(
+            trainer.network,
+            trainer.plans_manager,
+            trainer.configuration_manager,
+            [trainer.network.state_dict()],
+            trainer.dataset_json,
+            type(trainer).__name__,
+            trainer.inference_allowed_mirroring_axes,
+        )
+        (work / "predicted").mkdir()  # the sequential predictor writes into it without making it
+        predictor.predict_from_files_sequential(str(dataset / "imagesTs"), str(work / "predicted"))
+    predicted, truth = (
+        np.stack([np.asarray(Image.open(p)) for p in sorted(folder.glob("*.png"))]) > 0
+        for folder in (work / "predicted", sections / "test" / "label")
+    )
+    patch = trainer.configuration_manager.patch_size
+    return {
+        "dice": mask_dice(predicted, truth),
+        "steps": trainer.steps,
+        "voxels_per_step": int(trainer.batch_size * np.prod(patch)),
+        "patch_size": list(patch),
+        "batch_size": trainer.batch_size,
+        "setup_seconds": round(start - setup, 1),
+        "predict_seconds": round(time.perf_counter() - trained, 1),
+    }
