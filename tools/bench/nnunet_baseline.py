@@ -80,10 +80,13 @@ def budget_trainer(budget: float):
     return BudgetTrainer
 
 
-def train_nnunet(sections: Path, work: Path, task: str, budget: float, seed: int) -> dict:
-    """Plan, preprocess, train for ``budget`` seconds and predict the held-out sections; their Dice."""
+def train_nnunet(store: Path, work: Path, budget: float, seed: int) -> dict:
+    """Plan, preprocess, train for ``budget`` seconds and predict the held-out sections of
+    ``real_em.build_store``'s store from the section images beside it; their Dice against the store's
+    labels, as every model's."""
     from PIL import Image
 
+    from tcupgan.data import CubeStore
     from tcupgan.metrics.lesion_wise import mask_dice
 
     for name in ("raw", "preprocessed", "results"):
@@ -99,7 +102,7 @@ def train_nnunet(sections: Path, work: Path, task: str, budget: float, seed: int
         from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
 
         setup = time.perf_counter()
-        dataset = write_dataset(sections, work / "raw", task)
+        dataset = write_dataset(store.parent, work / "raw", task=store.stem)
         extract_fingerprints([DATASET_ID], check_dataset_integrity=True)
         plans_name = plan_experiments([DATASET_ID])
         preprocess([DATASET_ID], plans_name, configurations=("2d",), num_processes=(2,))
@@ -130,13 +133,10 @@ def train_nnunet(sections: Path, work: Path, task: str, budget: float, seed: int
         )
         (work / "predicted").mkdir()  # the sequential predictor writes into it without making it
         predictor.predict_from_files_sequential(str(dataset / "imagesTs"), str(work / "predicted"))
-    predicted, truth = (
-        np.stack([np.asarray(Image.open(p)) for p in sorted(folder.glob("*.png"))]) > 0
-        for folder in (work / "predicted", sections / "test" / "label")
-    )
+    predicted = np.stack([np.asarray(Image.open(p)) for p in sorted((work / "predicted").glob("*.png"))])
     patch = trainer.configuration_manager.patch_size
     return {
-        "dice": mask_dice(predicted, truth),
+        "dice": mask_dice(predicted > 0, CubeStore(store)["test"].label[...] > 0),
         "steps": trainer.steps,
         "voxels_per_step": int(trainer.batch_size * np.prod(patch)),
         "patch_size": list(patch),

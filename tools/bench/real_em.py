@@ -272,7 +272,7 @@ def worker(args: argparse.Namespace) -> dict:
     elif args.worker == "nnunet_2d":
         from tools.bench.nnunet_baseline import train_nnunet
 
-        result = train_nnunet(store.parent, Path(args.work), store.stem, budget, args.seed)
+        result = train_nnunet(store, Path(args.work), budget, args.seed)
     else:
         result = train_monai(store, args.worker, budget, args.crop, batch=8, seed=args.seed)
     seconds = time.perf_counter() - start - result["predict_seconds"] - result.get("setup_seconds", 0)
