@@ -143,4 +143,5 @@ def train_nnunet(store: Path, work: Path, budget: float, seed: int) -> dict:
         "batch_size": trainer.batch_size,
         "setup_seconds": round(start - setup, 1),
         "predict_seconds": round(time.perf_counter() - trained, 1),
+        "precision": "32-true",  # nnU-Net's trainer autocasts on CUDA only
     }

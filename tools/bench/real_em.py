@@ -19,8 +19,10 @@ voxels/s and peak memory, each model trained in a process of its own.
   installed; on a CPU-only machine put the CPU build of torch back afterwards and remove the torchvision
   that its timm dependency brings (a CUDA build; nnU-Net's trainer and predictor do not import it).
 
-Both MONAI models read the same store and the same normalised images as TCuP-GAN, and predict the held-out
-sections with MONAI's sliding window (overlap 0.25, Gaussian blending), as ``predict`` does.
+Both MONAI models read the same store and the same normalised images as TCuP-GAN, train and predict in bf16
+autocast where TCuP-GAN's plan does (a CPU with bf16 instructions; their tutorials' mixed precision), and
+predict the held-out sections with MONAI's sliding window (overlap 0.25, Gaussian blending), as ``predict``
+does.
 
     python -m tools.bench.real_em                        # both tasks, 240 and 900 s: ~3 h on 2 cores
     python -m tools.bench.real_em --task mitochondria --budget 240   # ~20 minutes
@@ -30,6 +32,7 @@ sections with MONAI's sliding window (overlap 0.25, Gaussian blending), as ``pre
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
 import math
@@ -227,7 +230,10 @@ def train_monai(store: Path, model: str, budget: float, crop: int, batch: int, s
 
     from tcupgan.data import CubeStore
     from tcupgan.data.transforms import normalise
+    from tcupgan.training.plan import cpu_has_bf16
 
+    mixed = cpu_has_bf16()  # as TCuP-GAN's plan chooses bf16-mixed
+    autocast = functools.partial(torch.autocast, "cpu", torch.bfloat16, enabled=mixed)
     cubes = CubeStore(store)
     train, test = cubes["train"], cubes["test"]
     sample = crop_sampler(normalise(train.image[...], train.attrs), train.label[...] > 0, crop, batch,
@@ -243,20 +249,23 @@ def train_monai(store: Path, model: str, budget: float, crop: int, batch: int, s
             optimiser.param_groups[0]["lr"] = 0.5e-3 * (1 + math.cos(math.pi * elapsed / budget))
         image, label = sample()
         optimiser.zero_grad(set_to_none=True)
-        loss(net(image), label).backward()
+        with autocast():
+            logits = net(image)
+        loss(logits.float(), label).backward()
         optimiser.step()
         steps += 1
     trained = time.perf_counter()
     net.eval()
     sections = torch.from_numpy(normalise(test.image[...], test.attrs)).transpose(0, 1)  # (D, 1, H, W)
-    with torch.no_grad():
-        prob = sliding_window_inference(sections, [crop, crop], 4, net, overlap=0.25, mode="gaussian")[:, 0]
-    pred = torch.sigmoid(prob).numpy() > 0.5
+    with torch.no_grad(), autocast():
+        logits = sliding_window_inference(sections, [crop, crop], 4, net, overlap=0.25, mode="gaussian")[:, 0]
+    pred = logits.float().numpy() > 0  # sigmoid > 0.5
     return {
         "dice": mask_dice(pred, test.label[...] > 0),
         "steps": steps,
         "voxels_per_step": batch * crop * crop,
         "predict_seconds": round(time.perf_counter() - trained, 1),
+        "precision": "bf16-mixed" if mixed else "32-true",
     }
 
 
@@ -352,15 +361,16 @@ def section(s: dict) -> list[str]:
         "TCuP-GAN through `tcupgan ingest` → `plan` → `fit --plan plan.yaml` → `predict`, nothing set "
         f"by hand. Seed {s.get('seed', 'unset')} for every model (weights and crops; `--seed`).",
         "",
-        "| task | budget (s) | model | held-out Dice | steps | training voxels/s | peak memory (MB) |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| task | budget (s) | model | precision | held-out Dice | steps | training voxels/s | peak memory "
+        "(MB) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for task, by_budget in s["tasks"].items():
         for budget, models in by_budget.items():
             for model, r in models.items():
                 lines.append(
-                    f"| {task} | {budget} | {model} | {r['dice']:.3f} | {r['steps']} | "
-                    f"{r['train_voxels_per_s']:,} | {r['peak_memory_mb']:,} |"
+                    f"| {task} | {budget} | {model} | {r.get('precision', '32-true')} | {r['dice']:.3f} | "
+                    f"{r['steps']} | {r['train_voxels_per_s']:,} | {r['peak_memory_mb']:,} |"
                 )
     why = "What moved TCuP-GAN's Dice per step: [studies/real-em](../studies/real-em/README.md)."
     runs = ["", f"Runs: {s['note']}."] if s.get("note") else []  # where cells come from different runs
