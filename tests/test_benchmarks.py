@@ -122,5 +122,8 @@ def test_bench_all_tiny_writes_json_and_renders_the_document(tmp_path):
         assert set(models) == set(real_em.DEFAULT_MODELS)  # nnU-Net where it is installed
         for r in models.values():
             assert 0 <= r["dice"] <= 1 and r["steps"] >= 1 and r["peak_memory_mb"] > 0
+        # the MONAI baselines train at the precision TCuP-GAN's plan chose, not handicapped in float32
+        monai = {r["precision"] for name, r in models.items() if name.startswith("monai_")}
+        assert monai == {models["tcupgan"]["precision"]}
         assert "## Real EM" in doc and (tmp_path / "images" / "real_em.png").stat().st_size > 10_000
     assert 0 <= bench["data_time"]["configured"]["data_share"] < 1 and "time waiting for data" in doc
