@@ -41,7 +41,16 @@ import numpy as np
 from tcupgan.data.store import CubeStore
 from tcupgan.errors import InputError, StoreError
 
-__all__ = ["Fingerprint", "Machine", "cpu_has_bf16", "fingerprint", "machine", "plan", "write_plan"]
+__all__ = [
+    "Fingerprint",
+    "Machine",
+    "cpu_has_bf16",
+    "fingerprint",
+    "machine",
+    "plan",
+    "training_precision",
+    "write_plan",
+]
 
 CPU_VOXELS_PER_CORE = 2**18  # 8 x 256 x 256 crops train at a few seconds a step on two cores
 GPU_VOXELS_PER_GIB = 2**18
@@ -166,11 +175,11 @@ def plan(fp: Fingerprint, host: Machine, store: str | Path) -> dict:
             "batch_size": int(batch),
             "samples_per_epoch": epoch,
         },  # fmt: skip
-        "trainer": {"accelerator": "auto", "devices": 1, "precision": _precision(host)},
+        "trainer": {"accelerator": "auto", "devices": 1, "precision": training_precision(host)},
     }
 
 
-def _precision(host: Machine) -> str:
+def training_precision(host: Machine) -> str:
     """bf16 autocast where training runs on a CPU that has bf16 instructions, else float32."""
     return "bf16-mixed" if host.gpu_memory_gib is None and host.cpu_bf16 else "32-true"
 

@@ -230,10 +230,10 @@ def train_monai(store: Path, model: str, budget: float, crop: int, batch: int, s
 
     from tcupgan.data import CubeStore
     from tcupgan.data.transforms import normalise
-    from tcupgan.training.plan import cpu_has_bf16
+    from tcupgan.training.plan import machine, training_precision
 
-    mixed = cpu_has_bf16()  # as TCuP-GAN's plan chooses bf16-mixed
-    autocast = functools.partial(torch.autocast, "cpu", torch.bfloat16, enabled=mixed)
+    precision = training_precision(machine())  # what TCuP-GAN's plan chooses here
+    autocast = functools.partial(torch.autocast, "cpu", torch.bfloat16, enabled=precision == "bf16-mixed")
     cubes = CubeStore(store)
     train, test = cubes["train"], cubes["test"]
     sample = crop_sampler(normalise(train.image[...], train.attrs), train.label[...] > 0, crop, batch,
@@ -265,7 +265,7 @@ def train_monai(store: Path, model: str, budget: float, crop: int, batch: int, s
         "steps": steps,
         "voxels_per_step": batch * crop * crop,
         "predict_seconds": round(time.perf_counter() - trained, 1),
-        "precision": "bf16-mixed" if mixed else "32-true",
+        "precision": precision,
     }
 
 
