@@ -409,10 +409,7 @@ def predict_store(
     if window_batch is not None and window_batch < 1:
         raise InputError(f"window_batch must be 1 or more windows per call, got {window_batch}")
     store = CubeStore(store_path, mode="r+")
-    names = list(cubes) if cubes else store.names(split=split)
-    missing = [n for n in names if n not in store]  # checked before the split, so every rank agrees
-    if missing:
-        raise StoreError(f"no cubes {missing[:5]} in '{store.path}' (see `tcupgan info`)")
+    names = _selected_cubes(store, cubes, split)
     model = load_model(ckpt, device)
     precision = resolve_precision(precision, model.device)
     set_precision(model, precision)
@@ -435,9 +432,8 @@ def predict_store(
                 report.skipped.append(name)
                 continue
             if ctx.reference_source and ctx.reference is None:
-                log.warning(
-                    "the train cubes of %s have no slices with content: no novelty", ctx.reference_store
-                )
+                log.warning("the train cubes of %s have no slices with content: no novelty",
+                            ctx.reference_store)  # fmt: skip
                 ctx.reference_source = settings["novelty_reference"] = ""
             if "network" not in run:  # built for the first cube to predict: a rerun with none stays cheap
                 run["window_batch"] = window_batch or windows_per_batch(
@@ -448,6 +444,16 @@ def predict_store(
             predict_cube(ctx, name, settings=settings, overwrite=redo, **run)
             report.predicted.append(name)
     return report
+
+
+def _selected_cubes(store: CubeStore, cubes: Sequence[str] | None, split: str | None) -> list[str]:
+    """The cubes named, or those of ``split`` (all where None); every name checked before any rank takes
+    its share, so every process refuses alike."""
+    names = list(cubes) if cubes else store.names(split=split)
+    missing = [n for n in names if n not in store]
+    if missing:
+        raise StoreError(f"no cubes {missing[:5]} in '{store.path}' (see `tcupgan info`)")
+    return names
 
 
 def predict_files(

@@ -80,10 +80,54 @@ def budget_trainer(budget: float):
     return BudgetTrainer
 
 
+def plan_and_preprocess(store: Path, work: Path) -> tuple[Path, dict, dict]:
+    """The section images as an nnU-Net dataset, fingerprinted, planned and preprocessed by its defaults:
+    the raw dataset's folder, the plans and the dataset description."""
+    from nnunetv2.experiment_planning.plan_and_preprocess_api import (
+        extract_fingerprints,
+        plan_experiments,
+        preprocess,
+    )
+    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
+
+    dataset = write_dataset(store.parent, work / "raw", task=store.stem)
+    extract_fingerprints([DATASET_ID], check_dataset_integrity=True)
+    plans_name = plan_experiments([DATASET_ID])
+    preprocess([DATASET_ID], plans_name, configurations=("2d",), num_processes=(2,))
+    preprocessed = work / "preprocessed" / maybe_convert_to_dataset_name(DATASET_ID)
+    plans, dataset_json = (
+        json.loads((preprocessed / f"{n}.json").read_text()) for n in (plans_name, "dataset")
+    )
+    return dataset, plans, dataset_json
+
+
+def predict_sections(trainer, images: Path, out: Path) -> None:
+    """nnU-Net's usual predictor on every image of ``images``, given the trained network as nnU-Net's own
+    final validation hands it over (loading it back by the trainer's name would search nnunetv2's package
+    for this class)."""
+    import torch
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    trainer.set_deep_supervision_enabled(False)
+    predictor = nnUNetPredictor(device=torch.device("cpu"), allow_tqdm=False)
+    predictor.manual_initialization(
+        trainer.network,
+        trainer.plans_manager,
+        trainer.configuration_manager,
+        [trainer.network.state_dict()],
+        trainer.dataset_json,
+        type(trainer).__name__,
+        trainer.inference_allowed_mirroring_axes,
+    )
+    out.mkdir()  # the sequential predictor writes into it without making it
+    predictor.predict_from_files_sequential(str(images), str(out))
+
+
 def train_nnunet(store: Path, work: Path, budget: float, seed: int) -> dict:
     """Plan, preprocess, train for ``budget`` seconds and predict the held-out sections of
     ``real_em.build_store``'s store from the section images beside it; their Dice against the store's
     labels, as every model's."""
+    import torch
     from PIL import Image
 
     from tcupgan.data import CubeStore
@@ -92,47 +136,17 @@ def train_nnunet(store: Path, work: Path, budget: float, seed: int) -> dict:
     for name in ("raw", "preprocessed", "results"):
         os.environ[f"nnUNet_{name}"] = str(work / name)
     with stdout_to_stderr():
-        import torch
-        from nnunetv2.experiment_planning.plan_and_preprocess_api import (
-            extract_fingerprints,
-            plan_experiments,
-            preprocess,
-        )
-        from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
-        from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
-
         setup = time.perf_counter()
-        dataset = write_dataset(store.parent, work / "raw", task=store.stem)
-        extract_fingerprints([DATASET_ID], check_dataset_integrity=True)
-        plans_name = plan_experiments([DATASET_ID])
-        preprocess([DATASET_ID], plans_name, configurations=("2d",), num_processes=(2,))
-        preprocessed = work / "preprocessed" / maybe_convert_to_dataset_name(DATASET_ID)
+        dataset, plans, dataset_json = plan_and_preprocess(store, work)
         random.seed(seed)
         np.random.seed(seed)
         torch.manual_seed(seed)
-        plans, dataset_json = (
-            json.loads((preprocessed / f"{n}.json").read_text()) for n in (plans_name, "dataset")
-        )
         trainer = budget_trainer(budget)({**plans, "continue_training": False}, "2d", "all", dataset_json,
                                          torch.device("cpu"))  # fmt: skip
         start = time.perf_counter()
         trainer.run_training()
         trained = time.perf_counter()
-        # the trained network as nnU-Net's own final validation hands it to its predictor (loading it back by
-        # the trainer's name would search nnunetv2's package for this class)
-        trainer.set_deep_supervision_enabled(False)
-        predictor = nnUNetPredictor(device=torch.device("cpu"), allow_tqdm=False)
-        predictor.manual_initialization(
-            trainer.network,
-            trainer.plans_manager,
-            trainer.configuration_manager,
-            [trainer.network.state_dict()],
-            trainer.dataset_json,
-            type(trainer).__name__,
-            trainer.inference_allowed_mirroring_axes,
-        )
-        (work / "predicted").mkdir()  # the sequential predictor writes into it without making it
-        predictor.predict_from_files_sequential(str(dataset / "imagesTs"), str(work / "predicted"))
+        predict_sections(trainer, dataset / "imagesTs", work / "predicted")
     predicted = np.stack([np.asarray(Image.open(p)) for p in sorted((work / "predicted").glob("*.png"))])
     patch = trainer.configuration_manager.patch_size
     return {

@@ -31,26 +31,30 @@ def _timed(fn, n: int) -> float:
     return n / (time.perf_counter() - start)
 
 
+def write_both(tmp: Path, n_cubes: int, shape: tuple[int, int, int], seed: int) -> tuple[CubeStore, list]:
+    """The same four-channel cubes as a store and as one .nii.gz per channel (BraTS's layout)."""
+    store = CubeStore.create(
+        tmp / "s.zarr", task="brats", channel_names=list("abcd"), class_names=list("xyz")
+    )
+    files = []
+    small = (min(shape[0], 48), min(shape[1], 96), min(shape[2], 96))
+    for i in range(n_cubes):
+        image, _, _, _ = make_scene("brats", seed, i, shape=small)
+        reps = [-(-s // t) for s, t in zip(shape, small, strict=True)]  # tile up to the wanted size
+        image = np.tile(image, [1, *reps])[:, : shape[0], : shape[1], : shape[2]].round()
+        store.write_cube(f"c{i}", image)
+        paths = [tmp / f"c{i}_{c}.nii.gz" for c in range(4)]
+        for channel, path in zip(image, paths, strict=True):
+            nib.save(nib.Nifti1Image(channel.transpose(2, 1, 0).astype(np.int16), np.eye(4)), str(path))
+        files.append(paths)
+    return store, files
+
+
 def run(n_cubes: int, shape: tuple[int, int, int], n_reads: int, crop: int, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        store = CubeStore.create(
-            tmp / "s.zarr", task="brats", channel_names=list("abcd"), class_names=list("xyz")
-        )
-        files = []
-        small = (min(shape[0], 48), min(shape[1], 96), min(shape[2], 96))
-        for i in range(n_cubes):
-            image, label, _, _ = make_scene("brats", seed, i, shape=small)
-            reps = [-(-s // t) for s, t in zip(shape, small, strict=True)]  # tile up to the wanted size
-            image = np.tile(image, [1, *reps])[:, : shape[0], : shape[1], : shape[2]].round()
-            store.write_cube(f"c{i}", image)
-            paths = []
-            for c in range(4):
-                path = tmp / f"c{i}_{c}.nii.gz"
-                nib.save(nib.Nifti1Image(image[c].transpose(2, 1, 0).astype(np.int16), np.eye(4)), str(path))
-                paths.append(path)
-            files.append(paths)
+        store, files = write_both(tmp, n_cubes, shape, seed)
         d, h, w = shape
         picks = [(int(rng.integers(n_cubes)), int(rng.integers(d))) for _ in range(n_reads)]
         corners = [
