@@ -432,8 +432,9 @@ def predict_store(
                 report.skipped.append(name)
                 continue
             if ctx.reference_source and ctx.reference is None:
-                log.warning("the train cubes of %s have no slices with content: no novelty",
-                            ctx.reference_store)  # fmt: skip
+                log.warning(
+                    "the train cubes of %s have no slices with content: no novelty", ctx.reference_store
+                )
                 ctx.reference_source = settings["novelty_reference"] = ""
             if "network" not in run:  # built for the first cube to predict: a rerun with none stays cheap
                 run["window_batch"] = window_batch or windows_per_batch(
